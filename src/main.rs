@@ -1,0 +1,5 @@
+use kube::CustomResourceExt;
+fn main() {
+    println!("{}", keyrotor::crd::crd_yaml().unwrap());
+    let _ = keyrotor::crd::AccessKeyPolicy::crd();
+}
