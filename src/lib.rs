@@ -1,5 +1,6 @@
 //! keyrotor: a Kubernetes operator that keeps a Cloudflare account's Access
 //! signing-key rotation policy as the cluster's manifests say.
 
+pub mod cli;
 pub mod cloudflare;
 pub mod crd;

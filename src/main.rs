@@ -1,5 +1,44 @@
-use kube::CustomResourceExt;
-fn main() {
-    println!("{}", keyrotor::crd::crd_yaml().unwrap());
-    let _ = keyrotor::crd::AccessKeyPolicy::crd();
+//! The `keyrotor` binary: wiring only; the work lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyrotor::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match keyrotor::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("keyrotor: cannot render the CRD: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Account(command) => match command.run().await {
+            Ok(config) => {
+                println!(
+                    "keyRotationIntervalDays: {}\ndaysUntilNextRotation: {}\nlastKeyRotationAt: {}",
+                    config
+                        .key_rotation_interval_days
+                        .map_or("unknown".to_owned(), |d| d.to_string()),
+                    config
+                        .days_until_next_rotation
+                        .map_or("unknown".to_owned(), |d| d.to_string()),
+                    config
+                        .last_key_rotation_at
+                        .map_or("never".to_owned(), |t| t.to_string()),
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("keyrotor: {err}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }

@@ -1,1 +1,17 @@
-//! x
+//! The Cloudflare API client for the Access key configuration endpoints:
+//! authentication, the response envelope, typed errors, retries and the
+//! per-credential request budget.
+
+mod budget;
+mod client;
+mod credentials;
+mod envelope;
+mod error;
+mod retry;
+
+pub use budget::{BudgetRegistry, CredentialBudget};
+pub use client::{ClientSettings, CloudflareClient, DEFAULT_BASE_URL, Operation};
+pub use credentials::{CredentialId, Credentials};
+pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response};
+pub use error::{CloudflareError, TransportKind};
+pub use retry::RetryPolicy;

@@ -214,3 +214,172 @@ pub struct AccessKeyPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rotation: Option<PendingRotation>,
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::{CustomResourceExt, core::cel::Validator};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn schema() -> Value {
+        let crd = AccessKeyPolicy::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("the derived CRD has a schema");
+        serde_json::to_value(schema).expect("schema serializes")
+    }
+
+    fn policy(spec: Value) -> Value {
+        json!({
+            "apiVersion": "keyrotor.dev/v1alpha1",
+            "kind": "AccessKeyPolicy",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": spec,
+        })
+    }
+
+    fn valid_spec() -> Value {
+        json!({
+            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
+            "keyRotationIntervalDays": 30,
+            "credentialsRef": {"name": "cloudflare-api"},
+            "driftCheckInterval": "10m",
+        })
+    }
+
+    fn cel_errors(new: &Value, old: Option<&Value>) -> Vec<String> {
+        match Validator::new().validate(&schema(), new, old) {
+            Ok(()) => vec![],
+            Err(errors) => errors
+                .into_vec()
+                .into_iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_policy_passes_every_rule() {
+        assert_eq!(
+            cel_errors(&policy(valid_spec()), None),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn changing_the_account_id_is_refused_and_names_the_field() {
+        let old = policy(valid_spec());
+        let mut spec = valid_spec();
+        spec["accountId"] = json!("ffffffffffffffffffffffffffffffff");
+        let errors = cel_errors(&policy(spec), Some(&old));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("accountId"), "{errors:?}");
+        assert!(errors[0].contains("immutable"), "{errors:?}");
+        // The same object as an update without a change passes.
+        assert!(cel_errors(&old, Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn a_zero_drift_interval_is_refused() {
+        for zero in ["0s", "0m0s", "0.0h", "00ms"] {
+            let mut spec = valid_spec();
+            spec["driftCheckInterval"] = json!(zero);
+            let errors = cel_errors(&policy(spec), None);
+            assert_eq!(errors.len(), 1, "{zero}: {errors:?}");
+            assert!(errors[0].contains("driftCheckInterval"), "{errors:?}");
+        }
+        let mut spec = valid_spec();
+        spec["driftCheckInterval"] = json!("90s");
+        assert!(cel_errors(&policy(spec), None).is_empty());
+    }
+
+    #[test]
+    fn the_schema_carries_the_contract() {
+        let schema = schema();
+        let spec = &schema["properties"]["spec"];
+        assert_eq!(
+            spec["properties"]["keyRotationIntervalDays"]["type"],
+            "integer"
+        );
+        assert_eq!(
+            spec["properties"]["keyRotationIntervalDays"]["minimum"],
+            21.0
+        );
+        assert_eq!(
+            spec["properties"]["keyRotationIntervalDays"]["maximum"],
+            365.0
+        );
+        assert_eq!(spec["properties"]["accountId"]["pattern"], "^[0-9a-f]{32}$");
+        assert_eq!(spec["properties"]["managementPolicy"]["default"], "Manage");
+        assert_eq!(spec["properties"]["deletionPolicy"]["default"], "Orphan");
+        assert_eq!(spec["properties"]["driftCheckInterval"]["default"], "10m");
+        assert_eq!(spec["properties"]["rotationCooldown"]["default"], "168h");
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .expect("required list")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            required,
+            vec!["accountId", "credentialsRef", "keyRotationIntervalDays"]
+        );
+    }
+
+    #[test]
+    fn names_printer_columns_and_subresources_follow_the_contract() {
+        let crd = AccessKeyPolicy::crd();
+        assert_eq!(crd.spec.names.short_names, Some(vec!["akp".to_owned()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["keyrotor".to_owned()]));
+        let version = &crd.spec.versions[0];
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let columns: Vec<String> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .filter(|c| c.priority.unwrap_or(0) == 0)
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(
+            columns,
+            vec![
+                "Account",
+                "Interval",
+                "Last Rotation",
+                "Next Rotation",
+                "Ready",
+                "Age"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_fill_in_when_a_manifest_omits_them() {
+        let parsed: AccessKeyPolicySpec = serde_json::from_value(json!({
+            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
+            "keyRotationIntervalDays": 30,
+            "credentialsRef": {"name": "cloudflare-api"},
+        }))
+        .expect("parses");
+        assert_eq!(parsed.management_policy, ManagementPolicy::Manage);
+        assert_eq!(parsed.deletion_policy, DeletionPolicy::Orphan);
+        assert_eq!(
+            parsed.drift_check_interval.as_duration(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            parsed.rotation_cooldown.as_duration(),
+            Duration::from_secs(604_800)
+        );
+        assert!(!parsed.suspend);
+    }
+}

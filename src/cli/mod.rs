@@ -1,0 +1,26 @@
+//! Command-line interface of the `keyrotor` binary.
+
+mod account;
+
+use clap::{Parser, Subcommand};
+
+pub use account::AccountCommand;
+
+/// keyrotor: keeps Cloudflare Access signing-key rotation as manifests say.
+#[derive(Debug, Parser)]
+#[command(name = "keyrotor", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the AccessKeyPolicy CustomResourceDefinition as YAML.
+    Crd,
+    /// Talk to the Cloudflare API directly (for checks and the demo).
+    #[command(subcommand)]
+    Account(AccountCommand),
+}

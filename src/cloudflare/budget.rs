@@ -1,0 +1,191 @@
+//! The per-credential request budget: a token bucket (as GCRA) shared by every
+//! caller using one credential, plus the block after a 429.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::credentials::{CredentialId, Credentials};
+
+/// The request budget of one credential.
+#[derive(Debug)]
+pub struct CredentialBudget {
+    /// Time one request "costs": 1 / rate.
+    emission_interval: Duration,
+    /// How far ahead of the steady rate a burst may run.
+    burst_tolerance: Duration,
+    state: Mutex<BucketState>,
+}
+
+#[derive(Debug)]
+struct BucketState {
+    /// GCRA's theoretical arrival time of the next request.
+    next_arrival: Instant,
+    /// After a 429: nobody calls before this.
+    blocked_until: Option<Instant>,
+}
+
+impl CredentialBudget {
+    /// A budget of `per_second` requests per second with bursts of `burst`.
+    pub fn new(per_second: f64, burst: u32) -> Self {
+        let emission_interval = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+        Self {
+            emission_interval,
+            burst_tolerance: emission_interval.saturating_mul(burst.max(1) - 1),
+            state: Mutex::new(BucketState {
+                next_arrival: Instant::now(),
+                blocked_until: None,
+            }),
+        }
+    }
+
+    /// Waits until this credential may make one more request, and returns how
+    /// long it waited. Reserves the slot before sleeping, so waiters are served
+    /// in arrival order without spinning.
+    pub async fn acquire(&self) -> Duration {
+        let started = Instant::now();
+        let allowed_at = self.reserve(started);
+        tokio::time::sleep_until(allowed_at).await;
+        // A 429 may have arrived while we waited: honour it too.
+        while let Some(until) = self.blocked_until().filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+        }
+        started.elapsed()
+    }
+
+    /// Blocks every caller of this credential for `wait` from now (after a 429).
+    pub fn block_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut state = self.lock();
+        state.blocked_until = Some(state.blocked_until.map_or(until, |b| b.max(until)));
+    }
+
+    /// When the current block ends, if any.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.lock().blocked_until
+    }
+
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut state = self.lock();
+        let base = state.next_arrival.max(now);
+        let mut allowed_at = base
+            .checked_sub(self.burst_tolerance)
+            .unwrap_or(now)
+            .max(now);
+        if let Some(until) = state.blocked_until {
+            allowed_at = allowed_at.max(until);
+        }
+        state.next_arrival = base.max(allowed_at) + self.emission_interval;
+        allowed_at
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
+        // The state stays consistent even if a holder panicked: every write is one assignment.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// All credentials' budgets; callers with the same credential get the same one.
+#[derive(Debug)]
+pub struct BudgetRegistry {
+    per_second: f64,
+    burst: u32,
+    budgets: Mutex<HashMap<CredentialId, Arc<CredentialBudget>>>,
+}
+
+impl BudgetRegistry {
+    /// Every credential gets `requests` per `window`, in bursts of at most `burst`.
+    pub fn new(requests: u32, window: Duration, burst: u32) -> Self {
+        Self {
+            per_second: f64::from(requests) / window.as_secs_f64().max(1e-3),
+            burst,
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The budget shared by every caller using `credentials`.
+    pub fn for_credentials(&self, credentials: &Credentials) -> Arc<CredentialBudget> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        budgets
+            .entry(credentials.id())
+            .or_insert_with(|| Arc::new(CredentialBudget::new(self.per_second, self.burst)))
+            .clone()
+    }
+
+    /// Steady rate per credential, requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+}
+
+impl Default for BudgetRegistry {
+    /// Half of Cloudflare's 1200 requests per 5 minutes, in bursts of 10.
+    fn default() -> Self {
+        Self::new(600, Duration::from_secs(300), 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_passes_then_requests_follow_the_steady_rate() {
+        let budget = CredentialBudget::new(2.0, 3);
+        for _ in 0..3 {
+            assert_eq!(budget.acquire().await, Duration::ZERO);
+        }
+        let start = Instant::now();
+        for _ in 0..4 {
+            budget.acquire().await;
+        }
+        // Four more at 2/s after the burst: the last one at 2 s.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_429_nobody_calls_until_the_wait_is_over() {
+        let budget = Arc::new(CredentialBudget::new(100.0, 10));
+        budget.acquire().await;
+        budget.block_for(Duration::from_secs(30));
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let b = budget.clone();
+                tokio::spawn(async move { b.acquire().await })
+            })
+            .collect();
+        for waiter in waiters {
+            let waited = waiter.await.expect("task");
+            assert!(waited >= Duration::from_secs(30), "{waited:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_block_that_arrives_while_waiting_is_honoured() {
+        let budget = Arc::new(CredentialBudget::new(1.0, 1));
+        budget.acquire().await;
+        let waiter = {
+            let b = budget.clone();
+            tokio::spawn(async move { b.acquire().await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        budget.block_for(Duration::from_secs(10));
+        let waited = waiter.await.expect("task");
+        assert!(waited >= Duration::from_millis(10_100), "{waited:?}");
+    }
+
+    #[test]
+    fn callers_with_the_same_credential_share_one_budget() {
+        let registry = BudgetRegistry::default();
+        let a = registry.for_credentials(&Credentials::api_token("one"));
+        let b = registry.for_credentials(&Credentials::api_token("one"));
+        let c = registry.for_credentials(&Credentials::api_token("two"));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!((registry.per_second() - 2.0).abs() < 1e-9);
+    }
+}

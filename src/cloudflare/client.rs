@@ -1,0 +1,228 @@
+//! The HTTP client for one Cloudflare API base URL: get, update and rotate an
+//! account's Access key configuration.
+
+use std::{sync::Arc, time::Duration};
+
+use reqwest::Method;
+use tracing::debug;
+
+use super::{
+    budget::BudgetRegistry,
+    credentials::Credentials,
+    envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response},
+    error::{CloudflareError, TransportKind},
+    retry::RetryPolicy,
+};
+
+/// Cloudflare's production API.
+pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// The three calls this client makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// GET the configuration.
+    Get,
+    /// PUT a new interval.
+    Update,
+    /// POST a rotation.
+    Rotate,
+}
+
+impl Operation {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Update => "update",
+            Self::Rotate => "rotate",
+        }
+    }
+}
+
+/// Client settings (operator-wide; never per object).
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Base URL ending in `/client/v4`.
+    pub base_url: String,
+    /// Timeout for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Timeout for a whole request, body included.
+    pub request_timeout: Duration,
+    /// Retries of idempotent calls.
+    pub retry: RetryPolicy,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A Cloudflare API client; cheap to clone, one per process.
+#[derive(Clone)]
+pub struct CloudflareClient {
+    http: reqwest::Client,
+    base_url: Arc<str>,
+    retry: RetryPolicy,
+    budgets: Arc<BudgetRegistry>,
+}
+
+impl CloudflareClient {
+    /// Builds the client. Fails only if the TLS stack cannot be set up.
+    pub fn new(
+        settings: &ClientSettings,
+        budgets: Arc<BudgetRegistry>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("keyrotor/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: settings.base_url.trim_end_matches('/').into(),
+            retry: settings.retry,
+            budgets,
+        })
+    }
+
+    /// The shared budgets (for metrics and tests).
+    pub fn budgets(&self) -> &Arc<BudgetRegistry> {
+        &self.budgets
+    }
+
+    /// `GET /accounts/{id}/access/keys`, retried on 5xx and transport errors.
+    pub async fn get_config(
+        &self,
+        credentials: &Credentials,
+        account_id: &str,
+    ) -> Result<AccountKeyConfig, CloudflareError> {
+        self.call_with_retries(Operation::Get, credentials, account_id, None)
+            .await
+    }
+
+    /// `PUT /accounts/{id}/access/keys` with a new interval; idempotent, so retried.
+    pub async fn update_interval(
+        &self,
+        credentials: &Credentials,
+        account_id: &str,
+        days: i64,
+    ) -> Result<AccountKeyConfig, CloudflareError> {
+        let body = serde_json::json!({ "key_rotation_interval_days": days });
+        self.call_with_retries(Operation::Update, credentials, account_id, Some(body))
+            .await
+    }
+
+    /// `POST /accounts/{id}/access/keys/rotate`, exactly one attempt: a timeout
+    /// may hide a rotation that happened, so the caller checks the account instead.
+    pub async fn rotate(
+        &self,
+        credentials: &Credentials,
+        account_id: &str,
+    ) -> Result<AccountKeyConfig, CloudflareError> {
+        self.call_once(Operation::Rotate, credentials, account_id, None)
+            .await
+    }
+
+    async fn call_with_retries(
+        &self,
+        operation: Operation,
+        credentials: &Credentials,
+        account_id: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<AccountKeyConfig, CloudflareError> {
+        let mut retry = 0;
+        loop {
+            match self
+                .call_once(operation, credentials, account_id, body.clone())
+                .await
+            {
+                Err(err) if err.is_retryable() && retry < self.retry.max_retries => {
+                    retry += 1;
+                    let delay = self.retry.delay(retry, &mut rand::rng());
+                    debug!(operation = operation.as_str(), retry, ?delay, error = %err, "retrying Cloudflare call");
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result.map_err(|err| err.with_attempts(retry + 1)),
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        operation: Operation,
+        credentials: &Credentials,
+        account_id: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<AccountKeyConfig, CloudflareError> {
+        let budget = self.budgets.for_credentials(credentials);
+        budget.acquire().await;
+        let (method, suffix) = match operation {
+            Operation::Get => (Method::GET, ""),
+            Operation::Update => (Method::PUT, ""),
+            Operation::Rotate => (Method::POST, "/rotate"),
+        };
+        let url = format!(
+            "{}/accounts/{account_id}/access/keys{suffix}",
+            self.base_url
+        );
+        let mut request = credentials.apply(self.http.request(method, url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (bytes, truncated) = read_capped(response).await?;
+        let result = parse_response(status.as_u16(), retry_after.as_deref(), &bytes, truncated);
+        if let Err(CloudflareError::RateLimited { retry_after }) = &result {
+            budget.block_for(*retry_after);
+        }
+        debug!(
+            operation = operation.as_str(),
+            account_id,
+            status = status.as_u16(),
+            ok = result.is_ok(),
+            "Cloudflare call"
+        );
+        result
+    }
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; the rest is left unread.
+async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool), CloudflareError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok((bytes, true));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, false))
+}
+
+fn transport_error(err: reqwest::Error) -> CloudflareError {
+    let kind = if err.is_timeout() {
+        TransportKind::Timeout
+    } else if err.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    };
+    // No URL (it is ours anyway) and no headers: reqwest never prints those.
+    let detail = err.without_url().to_string();
+    CloudflareError::Transport {
+        kind,
+        detail,
+        attempts: 1,
+    }
+}
