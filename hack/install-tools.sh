@@ -3,14 +3,15 @@
 # Builds the pinned test tools (kube-apiserver, kubectl, etcd) from the Go
 # modules under tools/ into a cache outside the repository, keyed by the
 # modules' go.mod/go.sum and the Go version. Does nothing when they are built.
-# --print-dir prints the bin directory (building first if needed) and nothing else.
+# --print-dir prints the bin directory on stdout (building first if needed).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 quiet=false
 [[ "${1:-}" == "--print-dir" ]] && quiet=true
 
-log() { if ! $quiet; then echo "install-tools: $*" >&2; fi; }
+# Progress goes to stderr, so --print-dir keeps stdout to the one path.
+log() { echo "install-tools: $*" >&2; }
 
 command -v go >/dev/null || { echo "install-tools: go is not installed" >&2; exit 1; }
 
@@ -23,7 +24,7 @@ k8s_minor=$(echo "$k8s_version" | cut -d. -f2)
 
 build() { # build MODULE_DIR PACKAGE OUTPUT [LDFLAGS]
   local dir=$1 pkg=$2 out=$3 ldflags=${4:-}
-  if [[ -x "$bin/$out" ]]; then log "$out is already built"; return; fi
+  if [[ -x "$bin/$out" ]]; then return; fi
   log "building $out from $pkg ..."
   local start=$SECONDS
   (cd "$root/tools/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$out.tmp" "$pkg")
@@ -40,4 +41,5 @@ build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$version_f
 build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$version_flags"
 build etcd go.etcd.io/etcd/server/v3 etcd
 
-if $quiet; then echo "$bin"; else log "tools are in $bin"; fi
+log "tools are in $bin"
+if $quiet; then echo "$bin"; fi

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Usage: hack/test.sh
+# The project's one test command (README and .ci/run call exactly this): installs
+# what a fresh machine lacks, then runs format, lint and every test.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "prerequisites"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+if ! command -v shellcheck >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
+fi
+
+step "test tools (kube-apiserver, etcd, kubectl) from pinned Go modules"
+KEYROTOR_TOOLS_DIR=$(hack/install-tools.sh --print-dir)
+export KEYROTOR_TOOLS_DIR
+
+step "shellcheck"
+shellcheck hack/*.sh .ci/run
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
