@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod cloudflare;
 pub mod crd;
+pub mod reconcile;

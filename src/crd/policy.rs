@@ -1,6 +1,9 @@
 //! `AccessKeyPolicy` (`keyrotor.dev/v1alpha1`): what the cluster wants of one
 //! Cloudflare account's Access signing-key rotation, and what the account looks like.
 
+// Each `printcolumn(...)` repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 use std::time::Duration;
 
 use jiff::Timestamp;

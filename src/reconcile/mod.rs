@@ -1,0 +1,10 @@
+//! One reconcile of an `AccessKeyPolicy`: read inputs (policy, Secret,
+//! account) -> pure decisions -> apply them -> build the status.
+
+mod ownership;
+mod rotation;
+mod secret;
+
+pub use ownership::{AccountClaim, owner_of};
+pub use rotation::{RotateRequest, RotationStep, decide_rotation};
+pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials_from_secret};
