@@ -8,3 +8,6 @@ mod secret;
 pub use ownership::{AccountClaim, owner_of};
 pub use rotation::{RotateRequest, RotationStep, decide_rotation};
 pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials_from_secret};
+mod plan;
+pub mod status;
+pub use plan::{AccountPlan, plan_account};

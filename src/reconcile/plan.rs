@@ -1,0 +1,148 @@
+//! What to do with an account once it has been read (pure).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::rotation::{RotateRequest, RotationStep, decide_rotation};
+use crate::{
+    cloudflare::AccountKeyConfig,
+    crd::{AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy},
+};
+
+/// The writes one reconcile makes to the account, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPlan {
+    /// PUT this interval (Manage mode, when the account differs).
+    pub update_interval: Option<i64>,
+    /// The rotate request's step.
+    pub rotation: RotationStep,
+    /// Capture this as `originalKeyRotationIntervalDays` (first adoption only).
+    pub capture_original: Option<i64>,
+}
+
+/// Plans the account writes from the spec, what status recorded, the rotate
+/// request and the account as just read.
+pub fn plan_account(
+    spec: &AccessKeyPolicySpec,
+    status: &AccessKeyPolicyStatus,
+    request: Option<&RotateRequest>,
+    account: &AccountKeyConfig,
+    now: Timestamp,
+) -> AccountPlan {
+    let wanted = i64::from(spec.key_rotation_interval_days);
+    let update_interval = (spec.management_policy == ManagementPolicy::Manage
+        && account.key_rotation_interval_days != Some(wanted))
+    .then_some(wanted);
+    let capture_original = if status.original_key_rotation_interval_days.is_none() {
+        account.key_rotation_interval_days
+    } else {
+        None
+    };
+    let cooldown: Duration = spec.rotation_cooldown.as_duration();
+    AccountPlan {
+        update_interval,
+        rotation: decide_rotation(
+            request,
+            status,
+            spec.management_policy,
+            cooldown,
+            account.last_key_rotation_at,
+            now,
+        ),
+        capture_original,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(days: i32, mode: ManagementPolicy) -> AccessKeyPolicySpec {
+        serde_json::from_value(serde_json::json!({
+            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
+            "keyRotationIntervalDays": days,
+            "credentialsRef": {"name": "cf"},
+            "managementPolicy": mode,
+        }))
+        .expect("valid spec")
+    }
+
+    fn account(days: Option<i64>) -> AccountKeyConfig {
+        AccountKeyConfig {
+            key_rotation_interval_days: days,
+            days_until_next_rotation: Some(10.0),
+            last_key_rotation_at: Some("2026-10-01T00:00:00Z".parse().expect("ts")),
+        }
+    }
+
+    #[test]
+    fn manage_mode_puts_only_when_the_account_differs() {
+        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let status = AccessKeyPolicyStatus::default();
+        let differs = plan_account(
+            &spec(30, ManagementPolicy::Manage),
+            &status,
+            None,
+            &account(Some(42)),
+            now,
+        );
+        assert_eq!(differs.update_interval, Some(30));
+        assert_eq!(differs.capture_original, Some(42));
+        let same = plan_account(
+            &spec(30, ManagementPolicy::Manage),
+            &status,
+            None,
+            &account(Some(30)),
+            now,
+        );
+        assert_eq!(same.update_interval, None);
+        let unknown = plan_account(
+            &spec(30, ManagementPolicy::Manage),
+            &status,
+            None,
+            &account(None),
+            now,
+        );
+        assert_eq!(
+            unknown.update_interval,
+            Some(30),
+            "an unreadable interval is rewritten"
+        );
+    }
+
+    #[test]
+    fn observe_mode_never_writes() {
+        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let request = RotateRequest {
+            value: "r1".into(),
+            force: true,
+        };
+        let plan = plan_account(
+            &spec(30, ManagementPolicy::Observe),
+            &AccessKeyPolicyStatus::default(),
+            Some(&request),
+            &account(Some(42)),
+            now,
+        );
+        assert_eq!(plan.update_interval, None);
+        assert!(matches!(plan.rotation, RotationStep::Refuse { .. }));
+    }
+
+    #[test]
+    fn the_original_interval_is_captured_once() {
+        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let status = AccessKeyPolicyStatus {
+            original_key_rotation_interval_days: Some(42),
+            ..Default::default()
+        };
+        let plan = plan_account(
+            &spec(30, ManagementPolicy::Manage),
+            &status,
+            None,
+            &account(Some(30)),
+            now,
+        );
+        assert_eq!(plan.capture_original, None);
+    }
+}

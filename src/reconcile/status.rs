@@ -1,0 +1,197 @@
+//! Building the status (pure): conditions that keep their transition time while
+//! their status holds, and the account fields as Cloudflare reported them.
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::{
+    cloudflare::AccountKeyConfig,
+    crd::{AccessKeyPolicyStatus, ConditionType, ReadyReason, SyncedReason},
+};
+
+/// Sets one condition. `lastTransitionTime` moves only when the status flips,
+/// so a steady state rebuilds a byte-identical status and nothing is written.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    kind: ConditionType,
+    is_true: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if is_true { "True" } else { "False" };
+    let previous = conditions.iter().position(|c| c.type_ == kind.as_str());
+    let transition = previous
+        .map(|i| &conditions[i])
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let condition = Condition {
+        type_: kind.as_str().to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    };
+    match previous {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// Sets `Ready`.
+pub fn set_ready(
+    status: &mut AccessKeyPolicyStatus,
+    reason: ReadyReason,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Ready,
+        reason == ReadyReason::Reconciled,
+        reason.as_str(),
+        message,
+        generation,
+        now,
+    );
+}
+
+/// Sets `Synced` from the wanted and the actual interval.
+pub fn set_synced(
+    status: &mut AccessKeyPolicyStatus,
+    wanted: i64,
+    actual: Option<i64>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let in_sync = actual == Some(wanted);
+    let (reason, message) = if in_sync {
+        (
+            SyncedReason::InSync,
+            format!("the account rotates every {wanted} days, as the spec says"),
+        )
+    } else {
+        (
+            SyncedReason::Drifted,
+            format!(
+                "the account's interval is {}, the spec wants {wanted} days",
+                actual.map_or("unknown".to_owned(), |d| format!("{d} days"))
+            ),
+        )
+    };
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Synced,
+        in_sync,
+        reason.as_str(),
+        &message,
+        generation,
+        now,
+    );
+}
+
+/// Copies the account's state into the status.
+pub fn record_account(status: &mut AccessKeyPolicyStatus, account: &AccountKeyConfig) {
+    status.account_key_rotation_interval_days = account.key_rotation_interval_days;
+    status.days_until_next_rotation = account
+        .days_until_next_rotation
+        .filter(|d| d.is_finite())
+        .map(|d| d.floor().clamp(0.0, 1e6) as i64);
+    status.last_key_rotation_at = account.last_key_rotation_at;
+    status.next_key_rotation_at = match (
+        account.last_key_rotation_at,
+        account.key_rotation_interval_days,
+    ) {
+        (Some(last), Some(days)) if (1..=36_500).contains(&days) => {
+            last.checked_add(SignedDuration::from_hours(24 * days)).ok()
+        }
+        _ => None,
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_flips() {
+        let mut status = AccessKeyPolicyStatus::default();
+        let t1 = ts("2026-11-26T10:00:00Z");
+        let t2 = ts("2026-11-26T11:00:00Z");
+        let t3 = ts("2026-11-26T12:00:00Z");
+        set_ready(&mut status, ReadyReason::ApiError, "boom", Some(1), t1);
+        set_ready(&mut status, ReadyReason::RateLimited, "slow", Some(1), t2);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time, Time(t1));
+        assert_eq!(status.conditions[0].reason, "RateLimited");
+        set_ready(&mut status, ReadyReason::Reconciled, "ok", Some(2), t3);
+        assert_eq!(status.conditions[0].status, "True");
+        assert_eq!(status.conditions[0].last_transition_time, Time(t3));
+        assert_eq!(status.conditions[0].observed_generation, Some(2));
+        let before = status.clone();
+        set_ready(
+            &mut status,
+            ReadyReason::Reconciled,
+            "ok",
+            Some(2),
+            ts("2026-11-27T00:00:00Z"),
+        );
+        assert_eq!(status, before, "a steady state rebuilds the same status");
+    }
+
+    #[test]
+    fn synced_reports_drift_with_both_values() {
+        let mut status = AccessKeyPolicyStatus::default();
+        let now = ts("2026-11-26T10:00:00Z");
+        set_synced(&mut status, 30, Some(42), Some(1), now);
+        assert_eq!(status.conditions[0].reason, "Drifted");
+        assert!(status.conditions[0].message.contains("42 days"));
+        set_synced(&mut status, 30, Some(30), Some(1), now);
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("True", "InSync")
+        );
+    }
+
+    #[test]
+    fn next_rotation_is_last_rotation_plus_the_interval() {
+        let mut status = AccessKeyPolicyStatus::default();
+        record_account(
+            &mut status,
+            &AccountKeyConfig {
+                key_rotation_interval_days: Some(30),
+                days_until_next_rotation: Some(12.7),
+                last_key_rotation_at: Some(ts("2026-11-14T09:12:44.5Z")),
+            },
+        );
+        assert_eq!(
+            status.next_key_rotation_at,
+            Some(ts("2026-12-14T09:12:44.5Z"))
+        );
+        assert_eq!(status.days_until_next_rotation, Some(12));
+        assert_eq!(status.account_key_rotation_interval_days, Some(30));
+        record_account(
+            &mut status,
+            &AccountKeyConfig {
+                key_rotation_interval_days: Some(-5),
+                days_until_next_rotation: Some(f64::NAN),
+                last_key_rotation_at: None,
+            },
+        );
+        assert_eq!(
+            (status.next_key_rotation_at, status.days_until_next_rotation),
+            (None, None)
+        );
+    }
+}
