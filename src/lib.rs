@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod cloudflare;
+pub mod controller;
 pub mod crd;
 pub mod reconcile;
+pub mod telemetry;

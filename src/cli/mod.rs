@@ -1,10 +1,12 @@
 //! Command-line interface of the `keyrotor` binary.
 
 mod account;
+mod run;
 
 use clap::{Parser, Subcommand};
 
 pub use account::AccountCommand;
+pub use run::{LogFormat, RunArgs};
 
 /// keyrotor: keeps Cloudflare Access signing-key rotation as manifests say.
 #[derive(Debug, Parser)]
@@ -18,6 +20,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator.
+    Run(RunArgs),
     /// Print the AccessKeyPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Talk to the Cloudflare API directly (for checks and the demo).

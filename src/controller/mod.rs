@@ -1,0 +1,11 @@
+//! The controller: watches, the reconcile sequence (I/O around the pure
+//! decisions in [`crate::reconcile`]), events and the error policy.
+
+mod context;
+mod events;
+mod reconciler;
+mod run;
+
+pub use context::{Context, ControllerSettings};
+pub use reconciler::ReconcileError;
+pub use run::run;

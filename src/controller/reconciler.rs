@@ -1,0 +1,557 @@
+//! One reconcile, in the order the design fixes: deletion, suspend, Secret,
+//! ownership, GET, PUT, rotate request, status. Decisions come from
+//! [`crate::reconcile`]; this file only reads, calls and writes.
+
+use std::{sync::Arc, time::Duration};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use rand::Rng;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{context::Context, events::EventReason};
+use crate::{
+    cloudflare::{CloudflareError, Credentials},
+    crd::{
+        AccessKeyPolicy, AccessKeyPolicyStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
+        PendingRotation, ReadyReason, RotateOutcome,
+    },
+    reconcile::{
+        AccountClaim, RotateRequest, RotationStep, SecretError, credentials_from_secret, owner_of,
+        plan_account,
+        status::{record_account, set_ready, set_synced},
+    },
+};
+
+/// A reconcile that could not finish because Kubernetes failed; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The object has no namespace (the CRD is namespaced, so this is a bug).
+    #[error("AccessKeyPolicy has no namespace")]
+    NoNamespace,
+    /// Reading or writing Kubernetes failed.
+    #[error("Kubernetes API error: {0}")]
+    Kubernetes(#[from] kube::Error),
+    /// Restoring the interval on deletion failed in a way worth retrying.
+    #[error("restoring the original interval failed: {0}")]
+    Restore(CloudflareError),
+}
+
+impl ReconcileError {
+    /// A stable reason for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoNamespace => "NoNamespace",
+            Self::Kubernetes(_) => "KubernetesError",
+            Self::Restore(_) => "RestoreFailed",
+        }
+    }
+}
+
+/// Why the credentials could not be had.
+enum CredentialsProblem {
+    Missing(String),
+    Invalid(SecretError),
+}
+
+/// Everything one pass decides to tell the user.
+struct Pass<'a> {
+    policy: &'a AccessKeyPolicy,
+    ctx: &'a Context,
+    api: Api<AccessKeyPolicy>,
+    written: AccessKeyPolicyStatus,
+    status: AccessKeyPolicyStatus,
+    events: Vec<(EventReason, String)>,
+    now: Timestamp,
+}
+
+/// Reconciles one policy.
+pub async fn reconcile(
+    policy: Arc<AccessKeyPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let api: Api<AccessKeyPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    if policy.metadata.deletion_timestamp.is_some() {
+        return finalize(&policy, &ctx, &api, &namespace).await;
+    }
+    ensure_finalizer(&policy, &ctx, &api).await?;
+
+    let written = policy.status.clone().unwrap_or_default();
+    let mut pass = Pass {
+        policy: &policy,
+        ctx: &ctx,
+        api,
+        status: written.clone(),
+        written,
+        events: Vec::new(),
+        now: Timestamp::now(),
+    };
+    let action = pass.run(&namespace).await?;
+    pass.write_status().await?;
+    pass.publish_events().await;
+    Ok(action)
+}
+
+impl Pass<'_> {
+    async fn run(&mut self, namespace: &str) -> Result<Action, ReconcileError> {
+        let spec = &self.policy.spec;
+        let generation = self.policy.metadata.generation;
+        self.status.observed_generation = generation;
+
+        if spec.suspend {
+            self.ready(
+                ReadyReason::Suspended,
+                "spec.suspend is true: no Cloudflare calls are made",
+            );
+            return Ok(Action::await_change());
+        }
+
+        let credentials = match read_credentials(self.ctx, namespace, &spec.credentials_ref.name)
+            .await?
+        {
+            Ok(credentials) => credentials,
+            Err(problem) => {
+                let (reason, message) = match problem {
+                    CredentialsProblem::Missing(name) => (
+                        ReadyReason::SecretNotFound,
+                        format!(
+                            "Secret {name} not found in namespace {namespace}; create it with key apiToken (or apiKey and email)"
+                        ),
+                    ),
+                    CredentialsProblem::Invalid(err) => {
+                        (ReadyReason::InvalidCredentials, err.to_string())
+                    }
+                };
+                self.fail(reason, EventReason::CredentialsError, &message);
+                return Ok(Action::requeue(self.check_interval()));
+            }
+        };
+
+        if spec.management_policy == ManagementPolicy::Manage
+            && let Some(owner) = self.other_owner()
+        {
+            let message = format!(
+                "account {} is managed by {owner} (the oldest Manage-mode policy for it); this policy makes no Cloudflare calls",
+                spec.account_id
+            );
+            self.fail(ReadyReason::Conflict, EventReason::Conflict, &message);
+            return Ok(Action::requeue(self.ctx.settings.drift_check_floor));
+        }
+
+        let cloudflare = &self.ctx.cloudflare;
+        let account_id = spec.account_id.as_str();
+        let mut account = match cloudflare.get_config(&credentials, account_id).await {
+            Ok(account) => account,
+            Err(err) => return Ok(self.cloudflare_failed(&err, "reading the account")),
+        };
+        let request = RotateRequest::from_annotations(self.policy.annotations());
+        let plan = plan_account(spec, &self.status, request.as_ref(), &account, self.now);
+        if let Some(original) = plan.capture_original {
+            self.status.original_key_rotation_interval_days = Some(original);
+        }
+
+        if let Some(days) = plan.update_interval {
+            match cloudflare
+                .update_interval(&credentials, account_id, days)
+                .await
+            {
+                Ok(updated) => {
+                    let spec_changed = self.written.observed_generation != generation;
+                    let (reason, message) = if spec_changed
+                        || self.written.account_key_rotation_interval_days.is_none()
+                    {
+                        (
+                            EventReason::IntervalUpdated,
+                            format!(
+                                "set the account's rotation interval to {days} days (was {})",
+                                describe_days(account.key_rotation_interval_days)
+                            ),
+                        )
+                    } else {
+                        (
+                            EventReason::DriftCorrected,
+                            format!(
+                                "the account's interval had drifted to {}; set it back to {days} days",
+                                describe_days(account.key_rotation_interval_days)
+                            ),
+                        )
+                    };
+                    info!(days, "rotation interval updated");
+                    self.events.push((reason, message));
+                    account = merge_account(account, updated);
+                }
+                Err(err) => return Ok(self.cloudflare_failed(&err, "setting the interval")),
+            }
+        }
+        record_account(&mut self.status, &account);
+
+        if let Some(action) = self.rotate(plan.rotation, &credentials, account_id).await? {
+            return Ok(action);
+        }
+
+        let wanted = i64::from(spec.key_rotation_interval_days);
+        let actual = self.status.account_key_rotation_interval_days;
+        set_synced(&mut self.status, wanted, actual, generation, self.now);
+        let mut message = match spec.management_policy {
+            ManagementPolicy::Manage => format!("the account rotates its key every {wanted} days"),
+            ManagementPolicy::Observe => {
+                "the account was read (Observe mode: no writes)".to_owned()
+            }
+        };
+        if spec.drift_check_interval.as_duration() < self.ctx.settings.drift_check_floor {
+            message.push_str(&format!(
+                "; checked every {}s, the operator's floor, not every {}",
+                self.ctx.settings.drift_check_floor.as_secs(),
+                spec.drift_check_interval
+            ));
+        }
+        self.ready(ReadyReason::Reconciled, &message);
+        Ok(Action::requeue(jittered(self.check_interval())))
+    }
+
+    /// Handles the rotate request. Returns an action when the reconcile must stop here.
+    async fn rotate(
+        &mut self,
+        step: RotationStep,
+        credentials: &Credentials,
+        account_id: &str,
+    ) -> Result<Option<Action>, ReconcileError> {
+        match step {
+            RotationStep::Idle => Ok(None),
+            RotationStep::Refuse {
+                request,
+                outcome,
+                message,
+            } => {
+                self.handled(request, outcome);
+                self.events.push((EventReason::RotationRefused, message));
+                Ok(None)
+            }
+            RotationStep::Confirmed { request } => {
+                self.events.push((EventReason::Rotated, format!("rotation for request {request:?} confirmed: the account's last rotation is {}", describe_time(self.status.last_key_rotation_at))));
+                self.handled(request, RotateOutcome::Rotated);
+                Ok(None)
+            }
+            RotationStep::Begin { request, baseline } => {
+                // Record the request and its baseline before the POST, so a crash
+                // after it cannot lead to a second one.
+                self.status.pending_rotation = Some(PendingRotation {
+                    request: request.clone(),
+                    baseline_key_rotation_at: baseline,
+                });
+                self.write_status().await?;
+                match self.ctx.cloudflare.rotate(credentials, account_id).await {
+                    Ok(rotated) => {
+                        let merged = merge_account(account_from_status(&self.status), rotated);
+                        record_account(&mut self.status, &merged);
+                        info!(request, "key rotated");
+                        self.events.push((
+                            EventReason::Rotated,
+                            format!("rotated the signing key for request {request:?}"),
+                        ));
+                        self.handled(request, RotateOutcome::Rotated);
+                        Ok(None)
+                    }
+                    // Refused outright: nothing happened, the request is done.
+                    Err(
+                        err @ (CloudflareError::Authentication { .. }
+                        | CloudflareError::AccountNotFound { .. }
+                        | CloudflareError::Rejected { .. }),
+                    ) => {
+                        self.handled(request, RotateOutcome::Failed);
+                        Ok(Some(self.cloudflare_failed(&err, "rotating the key")))
+                    }
+                    // Unknown whether it happened: keep it pending; the next pass asks the account.
+                    Err(err) => Ok(Some(self.cloudflare_failed(&err, "rotating the key"))),
+                }
+            }
+        }
+    }
+
+    fn handled(&mut self, request: String, outcome: RotateOutcome) {
+        self.status.last_handled_rotate_request = Some(request);
+        self.status.last_rotate_outcome = Some(outcome);
+        self.status.pending_rotation = None;
+    }
+
+    fn ready(&mut self, reason: ReadyReason, message: &str) {
+        set_ready(
+            &mut self.status,
+            reason,
+            message,
+            self.policy.metadata.generation,
+            self.now,
+        );
+    }
+
+    /// Sets a failing Ready and queues an event if the reason is new.
+    fn fail(&mut self, reason: ReadyReason, event: EventReason, message: &str) {
+        let previous = self
+            .written
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        if previous != Some((reason.as_str().to_owned(), message.to_owned())) {
+            self.events.push((event, message.to_owned()));
+        }
+        self.ready(reason, message);
+    }
+
+    fn cloudflare_failed(&mut self, err: &CloudflareError, doing: &str) -> Action {
+        warn!(reason = err.reason(), error = %err, "Cloudflare call failed while {doing}");
+        let event = if err.ready_reason() == ReadyReason::InvalidCredentials {
+            EventReason::CredentialsError
+        } else {
+            EventReason::ApiError
+        };
+        let hint = match err.ready_reason() {
+            ReadyReason::InvalidCredentials => {
+                "; check the token and its permission \"Access: Organizations, Identity Providers, and Groups Write\""
+            }
+            ReadyReason::AccountNotFound => {
+                "; check spec.accountId and that Access is enabled on the account"
+            }
+            _ => "",
+        };
+        self.fail(err.ready_reason(), event, &format!("{doing}: {err}{hint}"));
+        match err {
+            CloudflareError::RateLimited { retry_after } => Action::requeue(*retry_after),
+            _ if err.is_retryable() || matches!(err, CloudflareError::Malformed { .. }) => {
+                Action::requeue(self.ctx.settings.drift_check_floor)
+            }
+            _ => Action::requeue(self.check_interval()),
+        }
+    }
+
+    /// The owner of this policy's account, when it is another policy.
+    fn other_owner(&self) -> Option<String> {
+        let spec = &self.policy.spec;
+        let claims: Vec<AccountClaim> = self
+            .ctx
+            .policies
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|p| {
+                p.spec.account_id == spec.account_id
+                    && p.spec.management_policy == ManagementPolicy::Manage
+                    && p.metadata.deletion_timestamp.is_none()
+            })
+            .chain(std::iter::once(Arc::new(self.policy.clone())))
+            .filter_map(|p| {
+                Some(AccountClaim {
+                    created: p.metadata.creation_timestamp.as_ref()?.0,
+                    namespace: p.namespace()?,
+                    name: p.name_any(),
+                })
+            })
+            .collect();
+        let owner = owner_of(&claims)?;
+        let me = (
+            self.policy.namespace().unwrap_or_default(),
+            self.policy.name_any(),
+        );
+        (owner.namespace != me.0 || owner.name != me.1)
+            .then(|| format!("{}/{}", owner.namespace, owner.name))
+    }
+
+    fn check_interval(&self) -> Duration {
+        self.policy
+            .spec
+            .drift_check_interval
+            .as_duration()
+            .max(self.ctx.settings.drift_check_floor)
+    }
+
+    /// Server-side apply of the status, only when it differs from what is stored.
+    async fn write_status(&mut self) -> Result<(), ReconcileError> {
+        if self.status == self.written {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": "keyrotor.dev/v1alpha1",
+            "kind": "AccessKeyPolicy",
+            "status": self.status,
+        });
+        let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
+        self.api
+            .patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch))
+            .await?;
+        self.written = self.status.clone();
+        Ok(())
+    }
+
+    async fn publish_events(&mut self) {
+        let reference = self.policy.object_ref(&());
+        for (reason, note) in self.events.drain(..) {
+            if let Err(err) = self
+                .ctx
+                .recorder
+                .publish(&reason.event(note), &reference)
+                .await
+            {
+                warn!(reason = reason.as_str(), error = %err, "could not publish event");
+            }
+        }
+    }
+}
+
+/// Reads and validates the Secret. `Ok(Err(..))` is a user problem; `Err` a Kubernetes one.
+async fn read_credentials(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<Credentials, CredentialsProblem>, ReconcileError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    // Read on demand and dropped after this pass: Secret data is never cached.
+    let Some(secret) = secrets.get_opt(name).await? else {
+        return Ok(Err(CredentialsProblem::Missing(name.to_owned())));
+    };
+    let data = secret.data.unwrap_or_default();
+    Ok(credentials_from_secret(name, &data).map_err(CredentialsProblem::Invalid))
+}
+
+/// Adds the finalizer for `Restore`, removes it for `Orphan`.
+async fn ensure_finalizer(
+    policy: &AccessKeyPolicy,
+    ctx: &Context,
+    api: &Api<AccessKeyPolicy>,
+) -> Result<(), ReconcileError> {
+    let want = policy.spec.deletion_policy == DeletionPolicy::Restore;
+    let has = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if want == has {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if want {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    set_finalizers(policy, ctx, api, finalizers).await
+}
+
+async fn set_finalizers(
+    policy: &AccessKeyPolicy,
+    _ctx: &Context,
+    api: &Api<AccessKeyPolicy>,
+    finalizers: Vec<String>,
+) -> Result<(), ReconcileError> {
+    // The resourceVersion makes this fail rather than overwrite someone else's finalizer change.
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": policy.resource_version(),
+        }
+    });
+    api.patch(
+        &policy.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletion: with `Restore`, put the original interval back, then release the object.
+async fn finalize(
+    policy: &AccessKeyPolicy,
+    ctx: &Context,
+    api: &Api<AccessKeyPolicy>,
+    namespace: &str,
+) -> Result<Action, ReconcileError> {
+    if !policy.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let spec = &policy.spec;
+    let original = policy
+        .status
+        .as_ref()
+        .and_then(|s| s.original_key_rotation_interval_days);
+    let reference = policy.object_ref(&());
+    let mut event = None;
+    if let (false, ManagementPolicy::Manage, Some(days)) =
+        (spec.suspend, spec.management_policy, original)
+    {
+        match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
+            Ok(credentials) => match ctx.cloudflare.update_interval(&credentials, &spec.account_id, days).await {
+                Ok(_) => event = Some(EventReason::Restored.event(format!("put the original rotation interval of {days} days back on account {}", spec.account_id))),
+                Err(err) if err.is_retryable() || matches!(err, CloudflareError::RateLimited { .. }) => {
+                    return Err(ReconcileError::Restore(err));
+                }
+                Err(err) => event = Some(EventReason::ApiError.event(format!("could not restore the original interval ({err}); releasing the object anyway"))),
+            },
+            Err(_) => event = Some(EventReason::CredentialsError.event("could not restore the original interval: the Secret is missing or invalid; releasing the object anyway")),
+        }
+    }
+    let finalizers: Vec<String> = policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(policy, ctx, api, finalizers).await?;
+    if let Some(event) = event
+        && let Err(err) = ctx.recorder.publish(&event, &reference).await
+    {
+        warn!(error = %err, "could not publish event");
+    }
+    Ok(Action::await_change())
+}
+
+/// A write's response may omit fields; keep what the read said for those.
+fn merge_account(
+    before: crate::cloudflare::AccountKeyConfig,
+    after: crate::cloudflare::AccountKeyConfig,
+) -> crate::cloudflare::AccountKeyConfig {
+    crate::cloudflare::AccountKeyConfig {
+        key_rotation_interval_days: after
+            .key_rotation_interval_days
+            .or(before.key_rotation_interval_days),
+        days_until_next_rotation: after
+            .days_until_next_rotation
+            .or(before.days_until_next_rotation),
+        last_key_rotation_at: after.last_key_rotation_at.or(before.last_key_rotation_at),
+    }
+}
+
+fn account_from_status(status: &AccessKeyPolicyStatus) -> crate::cloudflare::AccountKeyConfig {
+    crate::cloudflare::AccountKeyConfig {
+        key_rotation_interval_days: status.account_key_rotation_interval_days,
+        days_until_next_rotation: status.days_until_next_rotation.map(|d| d as f64),
+        last_key_rotation_at: status.last_key_rotation_at,
+    }
+}
+
+fn describe_days(days: Option<i64>) -> String {
+    days.map_or("unknown".to_owned(), |d| format!("{d} days"))
+}
+
+fn describe_time(at: Option<Timestamp>) -> String {
+    at.map_or("unknown".to_owned(), |t| t.to_string())
+}
+
+/// ±10 % so that many policies created together do not check in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.9..=1.1))
+}
+
+/// Requeue after a Kubernetes failure.
+pub fn error_policy(
+    _policy: Arc<AccessKeyPolicy>,
+    err: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    warn!(reason = err.reason(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,29 @@
+//! Logging set-up: text or JSON, level from the settings.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The level/filter text is not valid.
+    #[error("invalid log level {0:?}: {1}")]
+    BadFilter(String, String),
+    /// A subscriber was already installed.
+    #[error("logging already initialised")]
+    AlreadySet,
+}
+
+/// Installs the global subscriber.
+pub fn init(level: &str, json: bool) -> Result<(), TelemetryError> {
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| TelemetryError::BadFilter(level.to_owned(), e.to_string()))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = if json {
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init()
+    } else {
+        registry.with(fmt::layer()).try_init()
+    };
+    result.map_err(|_| TelemetryError::AlreadySet)
+}
