@@ -78,6 +78,9 @@ impl CloudflareClient {
         settings: &ClientSettings,
         budgets: Arc<BudgetRegistry>,
     ) -> Result<Self, reqwest::Error> {
+        // reqwest is built without a crypto provider of its own; install ring, the
+        // one kube uses. An `Err` only means it is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
