@@ -19,8 +19,9 @@ key=$( (go version; cat "$root"/tools/*/go.mod "$root"/tools/*/go.sum "$root/hac
 cache=${KEYROTOR_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyrotor/tools}
 bin="$cache/$key/bin"
 
-k8s_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$root/tools/kubernetes/go.mod")
+k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$root/tools/kubernetes/go.mod")
 k8s_minor=$(echo "$k8s_version" | cut -d. -f2)
+[[ "$k8s_version" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "install-tools: cannot read the k8s.io/kubernetes version from tools/kubernetes/go.mod" >&2; exit 1; }
 
 build() { # build MODULE_DIR PACKAGE OUTPUT [LDFLAGS]
   local dir=$1 pkg=$2 out=$3 ldflags=${4:-}
