@@ -1,6 +1,8 @@
 //! The `cloudflare-sim` binary: flags, env vars, config file, the
 //! "listening on" line, and a clean stop on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,7 +84,7 @@ async fn flags_configure_and_sigterm_stops_cleanly() {
         running.base
     );
     assert!(!running.base.ends_with(":0"));
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let url = format!("{}/client/v4/accounts/acc1/access/keys", running.base);
     let answer = http
         .get(&url)
@@ -121,7 +123,7 @@ async fn config_file_and_env_vars_are_read() {
             .env("CLOUDFLARE_SIM_CONFIG", &file)
             .env("CLOUDFLARE_SIM_TOKEN", "envtok=env-secret"),
     );
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let url = format!("{}/client/v4/accounts/fileacc/access/keys", running.base);
     let answer = http
         .get(&url)

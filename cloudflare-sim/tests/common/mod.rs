@@ -107,17 +107,27 @@ pub async fn start() -> Harness {
     start_with(config()).await
 }
 
+/// A plain HTTP client. In a workspace build reqwest carries the operator's
+/// `rustls-no-provider` feature and needs a crypto provider even for plain HTTP;
+/// `Err` from `install_default` only means one is installed already.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("plain HTTP client builds")
+}
+
 /// Starts a given configuration.
 pub async fn start_with(config: SimConfig) -> Harness {
     let running = Simulator::new(config)
         .serve(([127, 0, 0, 1], 0).into())
         .await
         .expect("simulator binds 127.0.0.1:0");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("plain HTTP client builds");
-    Harness { running, http }
+    Harness {
+        running,
+        http: http_client(),
+    }
 }
 
 impl Harness {
