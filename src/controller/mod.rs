@@ -3,6 +3,7 @@
 
 mod context;
 mod events;
+mod pause;
 mod reconciler;
 mod run;
 

@@ -15,7 +15,11 @@ use rand::Rng;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::{context::Context, events::EventReason};
+use super::{
+    context::Context,
+    events::EventReason,
+    pause::{PausePoint, pause_point},
+};
 use crate::{
     cloudflare::{CloudflareError, Credentials},
     crd::{
@@ -247,7 +251,10 @@ impl Pass<'_> {
                     baseline_key_rotation_at: baseline,
                 });
                 self.write_status().await?;
-                match self.ctx.cloudflare.rotate(credentials, account_id).await {
+                pause_point(PausePoint::RotateBeforePost).await;
+                let result = self.ctx.cloudflare.rotate(credentials, account_id).await;
+                pause_point(PausePoint::RotateAfterPost).await;
+                match result {
                     Ok(rotated) => {
                         let merged = merge_account(account_from_status(&self.status), rotated);
                         record_account(&mut self.status, &merged);

@@ -133,6 +133,16 @@ mod tests {
     use super::*;
     use crate::crd::PendingRotation;
 
+    /// name, request, recorded status, mode, account's last rotation, expected step
+    type Case = (
+        &'static str,
+        Option<RotateRequest>,
+        AccessKeyPolicyStatus,
+        ManagementPolicy,
+        Option<Timestamp>,
+        RotationStep,
+    );
+
     const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
 
     fn ts(text: &str) -> Timestamp {
@@ -191,14 +201,7 @@ mod tests {
             request: value.into(),
             baseline,
         };
-        let cases: Vec<(
-            &str,
-            Option<RotateRequest>,
-            AccessKeyPolicyStatus,
-            ManagementPolicy,
-            Option<Timestamp>,
-            RotationStep,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "no request",
                 None,

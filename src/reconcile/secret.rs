@@ -147,6 +147,8 @@ fn value(
 mod tests {
     use super::*;
 
+    type Pairs = &'static [(&'static str, &'static [u8])];
+
     fn data(pairs: &[(&str, &[u8])]) -> BTreeMap<String, ByteString> {
         pairs
             .iter()
@@ -176,7 +178,7 @@ mod tests {
 
     #[test]
     fn every_broken_secret_gets_its_own_error_naming_the_key() {
-        let cases: Vec<(&[(&str, &[u8])], SecretError)> = vec![
+        let cases: Vec<(Pairs, SecretError)> = vec![
             (
                 &[("apiToken", b"t"), ("apiKey", b"k"), ("email", b"e")],
                 SecretError::BothKinds("cf".into()),

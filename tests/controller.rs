@@ -1,0 +1,630 @@
+//! The operator against a real kube-apiserver and the Cloudflare simulator.
+//! Each test asserts on the simulator's request log and on the policy's status.
+
+mod support;
+
+use std::time::Duration;
+
+use keyrotor::crd::{FINALIZER, RotateOutcome};
+use keyrotor_cloudflare_sim::{Faults, Force429};
+use serde_json::json;
+use support::{ACCOUNT, API_KEY, EMAIL, Scenario, TOKEN, condition, is_ready};
+
+const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+const FORCE: &str = "keyrotor.dev/rotate-force";
+
+async fn ready_scenario(prefix: &str) -> Scenario {
+    let mut s = Scenario::new(prefix).await;
+    s.apply_token_secret().await;
+    s.start_operator();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_makes_one_put_and_status_equals_the_account() {
+    let s = ready_scenario("create").await;
+    s.create_policy("p", json!({})).await;
+    let p = s.wait_for("p", "Ready", is_ready).await;
+    assert_eq!(s.calls("PUT").len(), 1);
+    let account = s.sim().account(ACCOUNT).expect("account");
+    assert_eq!(account.key_rotation_interval_days, 30);
+    let status = p.status.expect("status");
+    assert_eq!(status.account_key_rotation_interval_days, Some(30));
+    assert_eq!(
+        status.last_key_rotation_at,
+        Some(account.last_key_rotation_at)
+    );
+    assert_eq!(
+        status.days_until_next_rotation,
+        Some(account.days_until_next_rotation)
+    );
+    assert_eq!(status.original_key_rotation_interval_days, Some(42));
+    assert!(status.next_key_rotation_at.is_some());
+    assert_eq!(condition_reason(&p_now(&s, "p").await, "Synced"), "InSync");
+    let events = s.events("p").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "IntervalUpdated" && n.contains("30 days")),
+        "{events:?}"
+    );
+    s.assert_log_has_no_secret();
+}
+
+async fn p_now(s: &Scenario, name: &str) -> keyrotor::crd::AccessKeyPolicy {
+    s.policy(name).await
+}
+
+fn condition_reason(p: &keyrotor::crd::AccessKeyPolicy, kind: &str) -> String {
+    condition(p, kind)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_change_puts_once_and_no_change_puts_nothing() {
+    let s = ready_scenario("spec").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    s.patch_spec("p", json!({"keyRotationIntervalDays": 60}))
+        .await;
+    s.wait_for("p", "interval 60", |p| {
+        is_ready(p)
+            && p.status
+                .as_ref()
+                .and_then(|st| st.account_key_rotation_interval_days)
+                == Some(60)
+    })
+    .await;
+    assert_eq!(s.calls("PUT").len(), 2);
+    // An unrelated label change is no spec change: no PUT over several checks.
+    s.policies()
+        .patch(
+            "p",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .expect("label");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.calls("PUT").len(), 2);
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        60
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_made_in_the_account_is_corrected_on_the_next_check() {
+    let s = ready_scenario("drift").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    assert!(s.sim().set_interval(ACCOUNT, 90));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while s
+        .sim()
+        .account(ACCOUNT)
+        .expect("account")
+        .key_rotation_interval_days
+        != 30
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drift not corrected\n{}",
+            s.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.calls("PUT").len(), 2);
+    let events = s.wait_for_event("p", "DriftCorrected").await;
+    assert!(
+        events.iter().any(|(_, n)| n.contains("90 days")),
+        "{events:?}"
+    );
+}
+
+impl Scenario {
+    async fn wait_for_event(&self, name: &str, reason: &str) -> Vec<(String, String)> {
+        for _ in 0..100 {
+            let events = self.events(name).await;
+            if events.iter().any(|(r, _)| r == reason) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {reason} event; events: {:?}", self.events(name).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_mode_never_writes_and_reports_drift() {
+    let s = ready_scenario("observe").await;
+    s.create_policy("p", json!({"managementPolicy": "Observe"}))
+        .await;
+    let p = s.wait_for("p", "Ready", is_ready).await;
+    assert_eq!(condition_reason(&p, "Synced"), "Drifted");
+    assert_eq!(
+        condition(&p, "Synced").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    s.annotate("p", json!({ROTATE: "r1", FORCE: "true"})).await;
+    let p = s
+        .wait_for("p", "rotate request handled", |p| {
+            p.status
+                .as_ref()
+                .and_then(|st| st.last_handled_rotate_request.as_deref())
+                == Some("r1")
+        })
+        .await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::RefusedObserveOnly)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.calls("PUT").len() + s.calls("POST").len(), 0);
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        42
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_makes_no_calls_and_unsuspend_reconciles() {
+    let s = ready_scenario("suspend").await;
+    s.create_policy("p", json!({"suspend": true})).await;
+    s.wait_ready_reason("p", "Suspended").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.sim().requests().is_empty(), "{:?}", s.sim().requests());
+    s.patch_spec("p", json!({"suspend": false})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    assert_eq!(s.calls("PUT").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_makes_no_call_and_a_created_one_is_picked_up() {
+    let mut s = Scenario::new("nosecret").await;
+    s.start_operator();
+    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
+        .await;
+    let p = s.wait_ready_reason("p", "SecretNotFound").await;
+    assert!(condition(&p, "Ready").is_some_and(|c| c.message.contains("cloudflare-api")));
+    assert!(s.sim().requests().is_empty());
+    // The drift interval is an hour: only the Secret watch can make this quick.
+    s.apply_token_secret().await;
+    s.wait_for("p", "Ready", is_ready).await;
+    let events = s.events("p").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "CredentialsError"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_invalid_credentials_with_cloudflares_code_and_no_retry_storm() {
+    let mut s = Scenario::new("badtoken").await;
+    s.apply_secret("cloudflare-api", &[("apiToken", "tok-WRONG-SECRET")])
+        .await;
+    s.start_operator();
+    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
+        .await;
+    let p = s.wait_ready_reason("p", "InvalidCredentials").await;
+    let message = condition(&p, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("9109"), "{message}");
+    assert!(!message.contains("tok-WRONG-SECRET"));
+    // Each reconcile makes one GET (a 4xx is not retried); start-up may reconcile
+    // twice (the policy event, then the Secret watch's first list).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let gets = s.calls("GET");
+    assert!(
+        (1..=2).contains(&gets.len()) && gets.iter().all(|r| r.status == 403),
+        "{gets:?}"
+    );
+    // Then nothing: the next attempt waits for the drift interval or a Secret change.
+    s.sim().clear_requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        s.sim().requests().is_empty(),
+        "retried: {:?}\n{}",
+        s.sim().requests(),
+        s.operator_log()
+    );
+    assert!(!s.operator_log().contains("tok-WRONG-SECRET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_with_both_kinds_or_neither_is_a_clear_error_without_a_call() {
+    let mut s = Scenario::new("badsecret").await;
+    s.apply_secret(
+        "both",
+        &[("apiToken", TOKEN), ("apiKey", API_KEY), ("email", EMAIL)],
+    )
+    .await;
+    s.apply_secret("neither", &[("token", TOKEN)]).await;
+    s.start_operator();
+    s.create_policy("both", json!({"credentialsRef": {"name": "both"}}))
+        .await;
+    s.create_policy(
+        "neither",
+        json!({"credentialsRef": {"name": "neither"}, "accountId": support::OTHER_ACCOUNT}),
+    )
+    .await;
+    let both = s.wait_ready_reason("both", "InvalidCredentials").await;
+    assert!(
+        condition(&both, "Ready").is_some_and(|c| c.message.contains("both apiToken and apiKey"))
+    );
+    let neither = s.wait_ready_reason("neither", "InvalidCredentials").await;
+    assert!(condition(&neither, "Ready").is_some_and(|c| c.message.contains("no apiToken")));
+    assert!(s.sim().requests().is_empty());
+    s.assert_log_has_no_secret();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_account_is_account_not_found() {
+    let s = ready_scenario("noaccount").await;
+    s.create_policy(
+        "p",
+        json!({"accountId": "ffffffffffffffffffffffffffffffff"}),
+    )
+    .await;
+    let p = s.wait_ready_reason("p", "AccountNotFound").await;
+    assert!(condition(&p, "Ready").is_some_and(|c| c.message.contains("7003")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_policies_on_one_account_the_older_owns_and_the_newer_takes_over_after_deletion() {
+    let s = ready_scenario("conflict").await;
+    s.create_policy("older", json!({})).await;
+    s.wait_for("older", "Ready", is_ready).await;
+    // Creation times have a one-second resolution: make the order unambiguous.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.create_policy("newer", json!({"keyRotationIntervalDays": 60}))
+        .await;
+    let newer = s.wait_ready_reason("newer", "Conflict").await;
+    assert!(condition(&newer, "Ready").is_some_and(|c| c.message.contains("/older")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.calls("PUT").len(), 1, "only the owner writes");
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        30
+    );
+    s.policies()
+        .delete("older", &Default::default())
+        .await
+        .expect("delete");
+    s.wait_for("newer", "Ready after take-over", is_ready).await;
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        60
+    );
+}
+
+fn handled(p: &keyrotor::crd::AccessKeyPolicy, value: &str) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|st| st.last_handled_rotate_request.as_deref())
+        == Some(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_new_rotate_annotation_value_posts_exactly_once() {
+    let s = ready_scenario("rotate").await;
+    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+        .await;
+    s.wait_for("p", "Ready", is_ready).await;
+    let before = s
+        .sim()
+        .account(ACCOUNT)
+        .expect("account")
+        .last_key_rotation_at;
+    s.annotate("p", json!({ROTATE: "r1"})).await;
+    let p = s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    assert_eq!(s.calls("POST").len(), 1);
+    let status = p.status.expect("status");
+    assert_eq!(status.last_rotate_outcome, Some(RotateOutcome::Rotated));
+    assert!(status.pending_rotation.is_none());
+    let after = s
+        .sim()
+        .account(ACCOUNT)
+        .expect("account")
+        .last_key_rotation_at;
+    assert!(after > before);
+    assert_eq!(status.last_key_rotation_at, Some(after));
+    // The same value again: nothing.
+    s.annotate("p", json!({ROTATE: "r1"})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.calls("POST").len(), 1);
+    // A new value: one more.
+    s.annotate("p", json!({ROTATE: "r2"})).await;
+    s.wait_for("p", "r2 handled", |p| handled(p, "r2")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.calls("POST").len(), 2);
+    assert_eq!(s.sim().account(ACCOUNT).expect("account").rotations, 2);
+    let events = s.event_counts("p").await;
+    let rotated: i32 = events
+        .iter()
+        .filter(|(r, _, _)| r == "Rotated")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(rotated, 2, "{events:?}\n{}", s.operator_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_request_inside_the_cooldown_is_refused_unless_forced() {
+    let s = ready_scenario("cooldown").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    s.annotate("p", json!({ROTATE: "r1", FORCE: "true"})).await;
+    s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    assert_eq!(s.calls("POST").len(), 1);
+    s.annotate("p", json!({ROTATE: "r2", FORCE: null})).await;
+    let p = s.wait_for("p", "r2 handled", |p| handled(p, "r2")).await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::RefusedCooldown)
+    );
+    assert_eq!(s.calls("POST").len(), 1);
+    let events = s.wait_for_event("p", "RotationRefused").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RotationRefused" && n.contains("allowed after")),
+        "{events:?}"
+    );
+    s.annotate("p", json!({ROTATE: "r3", FORCE: "true"})).await;
+    let p = s.wait_for("p", "r3 handled", |p| handled(p, "r3")).await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::Rotated)
+    );
+    assert_eq!(s.calls("POST").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_around_the_post_never_rotates_twice() {
+    let mut s = Scenario::new("crash").await;
+    s.apply_token_secret().await;
+    s.start_operator_with(&[], &[("KEYROTOR_TEST_PAUSE_AT", "rotate-before-post")]);
+    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+        .await;
+    s.wait_for("p", "Ready", is_ready).await;
+
+    // 1. Killed after the pending request is recorded, before the POST.
+    s.annotate("p", json!({ROTATE: "r1"})).await;
+    s.operator
+        .as_ref()
+        .expect("operator")
+        .wait_for_log("pause point reached")
+        .await;
+    let p = s.policy("p").await;
+    assert_eq!(
+        p.status
+            .and_then(|st| st.pending_rotation)
+            .map(|pr| pr.request),
+        Some("r1".into())
+    );
+    s.operator.as_mut().expect("operator").kill();
+    assert_eq!(s.calls("POST").len(), 0);
+    s.start_operator_with(&[], &[("KEYROTOR_TEST_PAUSE_AT", "rotate-after-post")]);
+    // 2. Killed after the POST, before the outcome reaches status.
+    s.operator
+        .as_ref()
+        .expect("operator")
+        .wait_for_log("pause point reached")
+        .await;
+    assert_eq!(s.calls("POST").len(), 1);
+    assert!(!handled(&s.policy("p").await, "r1"));
+    s.operator.as_mut().expect("operator").kill();
+    s.start_operator();
+    let p = s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::Rotated)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.calls("POST").len(), 1, "exactly one POST for r1");
+    assert_eq!(s.sim().account(ACCOUNT).expect("account").rotations, 1);
+
+    // 3. A second request killed after its POST: still exactly one more.
+    s.operator.as_mut().expect("operator").kill();
+    s.start_operator_with(&[], &[("KEYROTOR_TEST_PAUSE_AT", "rotate-after-post")]);
+    s.annotate("p", json!({ROTATE: "r2"})).await;
+    s.operator
+        .as_ref()
+        .expect("operator")
+        .wait_for_log("pause point reached")
+        .await;
+    s.operator.as_mut().expect("operator").kill();
+    s.start_operator();
+    s.wait_for("p", "r2 handled", |p| handled(p, "r2")).await;
+    assert_eq!(
+        s.calls("POST").len(),
+        2,
+        "exactly one POST per request value"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_restore_puts_the_original_back_and_orphan_leaves_the_account() {
+    let s = ready_scenario("deletion").await;
+    s.create_policy("restore", json!({"deletionPolicy": "Restore"}))
+        .await;
+    let p = s
+        .wait_for("restore", "Ready with finalizer", |p| {
+            is_ready(p)
+                && p.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+        })
+        .await;
+    assert_eq!(
+        p.status
+            .and_then(|st| st.original_key_rotation_interval_days),
+        Some(42)
+    );
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        30
+    );
+    s.policies()
+        .delete("restore", &Default::default())
+        .await
+        .expect("delete");
+    s.wait_gone("restore").await;
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        42
+    );
+
+    s.create_policy("orphan", json!({"accountId": support::OTHER_ACCOUNT}))
+        .await;
+    let p = s.wait_for("orphan", "Ready", is_ready).await;
+    assert!(p.metadata.finalizers.unwrap_or_default().is_empty());
+    let puts = s.calls("PUT").len();
+    s.policies()
+        .delete("orphan", &Default::default())
+        .await
+        .expect("delete");
+    s.wait_gone("orphan").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.calls("PUT").len(), puts);
+    assert_eq!(
+        s.sim()
+            .account(support::OTHER_ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_stops_calls_until_retry_after_then_recovers() {
+    let s = ready_scenario("ratelimit").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    s.sim().set_faults(Faults {
+        force_429: Some(Force429 {
+            count: 1,
+            retry_after_seconds: Some(4),
+        }),
+        ..Faults::default()
+    });
+    s.wait_ready_reason("p", "RateLimited").await;
+    let limited_at = s
+        .sim()
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.status == 429)
+        .map(|r| r.time)
+        .expect("a 429");
+    s.wait_for("p", "Ready again", is_ready).await;
+    let after: Vec<_> = s
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.time > limited_at)
+        .collect();
+    let first = after.first().expect("a call after the block");
+    let gap = first.time.duration_since(limited_at);
+    assert!(
+        gap >= jiff::SignedDuration::from_millis(3900),
+        "called {gap:?} after the 429"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_5xx_is_retried_a_bounded_number_of_times_then_recovers() {
+    let s = ready_scenario("5xx").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    s.sim().clear_requests();
+    s.sim().set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let p = s.wait_ready_reason("p", "ApiError").await;
+    assert!(condition(&p, "Ready").is_some_and(|c| c.message.contains("after 4 attempt")));
+    let first_failures = s
+        .sim()
+        .requests()
+        .iter()
+        .take_while(|r| r.status >= 500)
+        .count();
+    assert!(first_failures >= 4, "{first_failures}");
+    s.sim().set_faults(Faults::default());
+    s.wait_for("p", "Ready again", is_ready).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_writes_nothing_and_reads_once_per_check() {
+    let s = ready_scenario("steady").await;
+    s.create_policy("p", json!({"driftCheckInterval": "1s"}))
+        .await;
+    s.wait_for("p", "Ready", is_ready).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let version = s.policy("p").await.metadata.resource_version;
+    s.sim().clear_requests();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        s.policy("p").await.metadata.resource_version,
+        version,
+        "the operator wrote in steady state"
+    );
+    let gets = s.calls("GET").len();
+    assert!(
+        (4..=7).contains(&gets),
+        "{gets} GETs in 6 s with a 1 s interval"
+    );
+    assert_eq!(s.sim().requests().len(), gets, "only GETs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_on_the_simulators_clock_shows_in_status() {
+    let s = ready_scenario("autorotate").await;
+    s.create_policy("p", json!({})).await;
+    let p = s.wait_for("p", "Ready", is_ready).await;
+    let before = p
+        .status
+        .and_then(|st| st.last_key_rotation_at)
+        .expect("rotation time");
+    s.sim().advance_clock(Duration::from_secs(31 * 24 * 3600));
+    let p = s
+        .wait_for("p", "new lastKeyRotationAt", |p| {
+            p.status
+                .as_ref()
+                .and_then(|st| st.last_key_rotation_at)
+                .is_some_and(|t| t > before)
+        })
+        .await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_key_rotation_at),
+        Some(
+            s.sim()
+                .account(ACCOUNT)
+                .expect("account")
+                .last_key_rotation_at
+        )
+    );
+    assert!(s.calls("POST").is_empty(), "the account rotated by itself");
+}

@@ -1,0 +1,403 @@
+//! Shared harness for integration tests: the real control plane (one per test
+//! binary), a Cloudflare simulator per test, and the operator binary as its own
+//! process, scoped to the test's namespace.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use keyrotor::crd::AccessKeyPolicy;
+use keyrotor_cloudflare_sim::{
+    AccountSeed, CredentialSeed, RateLimitConfig, RequestRecord, RunningSimulator, SimConfig,
+    Simulator,
+};
+use keyrotor_testenv::ControlPlane;
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+/// The account every scenario starts with (42-day interval).
+pub const ACCOUNT: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+/// A second account.
+pub const OTHER_ACCOUNT: &str = "fedcba9876543210fedcba9876543210";
+/// The API token the simulator accepts.
+pub const TOKEN: &str = "tok-SCENARIO-SECRET-7f3a";
+/// A global key and its email the simulator accepts.
+pub const API_KEY: &str = "globalkey-SCENARIO-SECRET-91c2";
+/// The email of that key.
+pub const EMAIL: &str = "keyholder-secret@example.com";
+/// How long a test waits for the operator.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// One test's world: a namespace, a simulator and (once started) an operator.
+pub struct Scenario {
+    pub plane: &'static ControlPlane,
+    pub namespace: String,
+    pub client: kube::Client,
+    pub sim: RunningSimulator,
+    pub operator: Option<Operator>,
+    pub operator_args: Vec<String>,
+}
+
+impl Scenario {
+    /// A fresh namespace and simulator; the operator is not started yet.
+    pub async fn new(prefix: &str) -> Self {
+        let plane = keyrotor_testenv::shared().await;
+        let namespace = plane.create_namespace(prefix).await.expect("namespace");
+        let client = plane.admin_client().await.expect("admin client");
+        let config = SimConfig {
+            accounts: vec![
+                AccountSeed::new(ACCOUNT).with_interval(42),
+                AccountSeed::new(OTHER_ACCOUNT).with_interval(42),
+            ],
+            credentials: vec![
+                CredentialSeed::token("scenario", TOKEN),
+                CredentialSeed::global_key("legacy", API_KEY, EMAIL),
+            ],
+            rate_limit: RateLimitConfig::default(),
+        };
+        let sim = Simulator::new(config)
+            .serve("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("simulator starts");
+        Self {
+            plane,
+            namespace,
+            client,
+            sim,
+            operator: None,
+            operator_args: Vec::new(),
+        }
+    }
+
+    /// The simulator's state handle.
+    pub fn sim(&self) -> &Simulator {
+        self.sim.simulator()
+    }
+
+    /// Starts the operator watching this namespace, with extra flags and environment.
+    pub fn start_operator_with(&mut self, extra_args: &[&str], env: &[(&str, &str)]) {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--cloudflare-api-url".into(),
+            self.sim.base_url(),
+            "--watch-namespaces".into(),
+            self.namespace.clone(),
+            "--drift-check-floor".into(),
+            "1s".into(),
+            "--retry-base-delay".into(),
+            "20ms".into(),
+            "--log-level".into(),
+            "keyrotor=debug,info".into(),
+        ];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        self.operator_args = args.clone();
+        self.operator = Some(Operator::start(
+            self.plane,
+            &self.namespace,
+            &args,
+            env,
+            self.operator.as_ref().map_or(0, |o| o.generation + 1),
+        ));
+    }
+
+    /// Starts the operator with the default flags.
+    pub fn start_operator(&mut self) {
+        self.start_operator_with(&[], &[]);
+    }
+
+    /// Creates or replaces a Secret with string data.
+    pub async fn apply_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let string_data: BTreeMap<&str, &str> = data.iter().copied().collect();
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "stringData": string_data,
+        });
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let _ = api.delete(name, &DeleteParams::default()).await;
+        let secret: Secret = serde_json::from_value(secret).expect("secret");
+        api.create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+
+    /// The usual token Secret named `cloudflare-api`.
+    pub async fn apply_token_secret(&self) {
+        self.apply_secret("cloudflare-api", &[("apiToken", TOKEN)])
+            .await;
+    }
+
+    /// Creates a policy from a spec (merged over sensible test defaults).
+    pub async fn create_policy(&self, name: &str, spec: Value) -> AccessKeyPolicy {
+        let mut full = json!({
+            "accountId": ACCOUNT,
+            "keyRotationIntervalDays": 30,
+            "credentialsRef": {"name": "cloudflare-api"},
+            "driftCheckInterval": "1s",
+        });
+        merge(&mut full, spec);
+        let policy = json!({
+            "apiVersion": "keyrotor.dev/v1alpha1", "kind": "AccessKeyPolicy",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": full,
+        });
+        let policy: AccessKeyPolicy = serde_json::from_value(policy).expect("policy");
+        self.policies()
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect("create policy")
+    }
+
+    /// Merge-patches a policy's spec.
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.policies()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .expect("patch spec");
+    }
+
+    /// Sets annotations (a `null` value removes one).
+    pub async fn annotate(&self, name: &str, annotations: Value) {
+        self.policies()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": annotations}})),
+            )
+            .await
+            .expect("annotate");
+    }
+
+    /// The policy API of this namespace.
+    pub fn policies(&self) -> Api<AccessKeyPolicy> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Reads a policy.
+    pub async fn policy(&self, name: &str) -> AccessKeyPolicy {
+        self.policies().get(name).await.expect("get policy")
+    }
+
+    /// Waits until `check` holds for the policy; on timeout fails with the
+    /// object and the operator's log.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&AccessKeyPolicy) -> bool,
+    ) -> AccessKeyPolicy {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(policy) = self.policies().get_opt(name).await.expect("get policy")
+                && check(&policy)
+            {
+                return policy;
+            }
+            if Instant::now() > deadline {
+                let current = self.policies().get_opt(name).await.ok().flatten();
+                panic!(
+                    "timed out waiting for {what} on {}/{name}\nobject: {}\noperator log:\n{}",
+                    self.namespace,
+                    serde_json::to_string_pretty(&current).unwrap_or_default(),
+                    self.operator_log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the Ready condition with this reason.
+    pub async fn wait_ready_reason(&self, name: &str, reason: &str) -> AccessKeyPolicy {
+        self.wait_for(name, &format!("Ready reason {reason}"), |p| {
+            condition(p, "Ready").is_some_and(|c| c.reason == reason)
+        })
+        .await
+    }
+
+    /// Waits until the policy is gone.
+    pub async fn wait_gone(&self, name: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.policies().get_opt(name).await.expect("get").is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "{name} was not deleted\n{}",
+                self.operator_log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Simulator requests for the account, by method (`GET`, `PUT`, `POST`).
+    pub fn calls(&self, method: &str) -> Vec<RequestRecord> {
+        self.sim()
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == method)
+            .collect()
+    }
+
+    /// The operator's log so far.
+    pub fn operator_log(&self) -> String {
+        self.operator
+            .as_ref()
+            .map_or_else(String::new, Operator::log)
+    }
+
+    /// Events recorded for a policy, as (reason, note).
+    pub async fn events(&self, name: &str) -> Vec<(String, String)> {
+        self.event_counts(name)
+            .await
+            .into_iter()
+            .map(|(reason, note, _)| (reason, note))
+            .collect()
+    }
+
+    /// Events recorded for a policy, as (reason, first note, times seen): the
+    /// recorder folds repeats of one reason into a series on the first event.
+    pub async fn event_counts(&self, name: &str) -> Vec<(String, String, i32)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let mut events: Vec<_> = api
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        events
+            .into_iter()
+            .map(|e| {
+                let count = e.series.as_ref().map_or(1, |s| s.count);
+                (
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                    count,
+                )
+            })
+            .collect()
+    }
+
+    /// Fails if the operator wrote a secret to its log.
+    pub fn assert_log_has_no_secret(&self) {
+        let log = self.operator_log();
+        for secret in [TOKEN, API_KEY, EMAIL] {
+            assert!(!log.contains(secret), "the operator log contains a secret");
+        }
+    }
+}
+
+/// A condition of a policy by type.
+pub fn condition<'a>(
+    policy: &'a AccessKeyPolicy,
+    kind: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    policy
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+}
+
+/// Whether Ready is True for the current generation.
+pub fn is_ready(policy: &AccessKeyPolicy) -> bool {
+    condition(policy, "Ready")
+        .is_some_and(|c| c.status == "True" && c.observed_generation == policy.metadata.generation)
+}
+
+fn merge(base: &mut Value, over: Value) {
+    if let (Value::Object(base), Value::Object(over)) = (base, over) {
+        for (k, v) in over {
+            base.insert(k, v);
+        }
+    }
+}
+
+/// The operator binary as a child process; killed (SIGKILL) when dropped.
+pub struct Operator {
+    child: Child,
+    log_path: PathBuf,
+    generation: u32,
+}
+
+impl Operator {
+    fn start(
+        plane: &ControlPlane,
+        namespace: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        generation: u32,
+    ) -> Self {
+        let log_path = plane
+            .dir()
+            .join(format!("operator-{namespace}-{generation}.log"));
+        let log = std::fs::File::create(&log_path).expect("operator log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyrotor"));
+        command
+            .args(args)
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .env_remove("KEYROTOR_TEST_PAUSE_AT")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("operator starts");
+        Self {
+            child,
+            log_path,
+            generation,
+        }
+    }
+
+    /// Everything the process has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "operator never logged {text:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
