@@ -46,6 +46,10 @@ pids+=($!)
 for _ in $(seq 50); do grep -q '^listening on ' "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
 sim_url=$(sed -n 's/^listening on //p' "$work/sim.out")
 echo "simulator at $sim_url"
+# A realistic account: it last rotated its key 20 days ago, outside the 7-day cooldown.
+last_rotation=$(date -u -d '20 days ago' +%FT%TZ)
+curl -sf -X PUT -H 'content-type: application/json' \
+  -d "{\"lastKeyRotationAt\": \"$last_rotation\"}" "$sim_url/__sim/accounts/$account" >/dev/null
 
 say "starting the operator"
 target/debug/keyrotor run --cloudflare-api-url "$sim_url/client/v4" \

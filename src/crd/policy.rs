@@ -47,9 +47,10 @@ pub const FINALIZER: &str = "keyrotor.dev/restore";
         type_ = "date",
         json_path = ".status.lastKeyRotationAt"
     ),
+    // kubectl prints a future `date` as "<invalid>": show the timestamp itself.
     printcolumn(
         name = "Next Rotation",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.nextKeyRotationAt"
     ),
     printcolumn(
