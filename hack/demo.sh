@@ -53,7 +53,7 @@ curl -sf -X PUT -H 'content-type: application/json' \
 
 say "starting the operator"
 target/debug/keyrotor run --cloudflare-api-url "$sim_url/client/v4" \
-  --drift-check-floor 5s >"$work/operator.log" 2>&1 &
+  --drift-check-floor 5s --metrics-address 127.0.0.1:0 >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 say "applying examples/ (namespace, Secret, AccessKeyPolicy)"

@@ -9,12 +9,18 @@ use keyrotor::cli::{Cli, Command};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => match args.run().await {
-            Ok(()) => ExitCode::SUCCESS,
+        Command::Run(args) => match args.validate() {
             Err(err) => {
-                eprintln!("keyrotor: {err:#}");
-                ExitCode::FAILURE
+                eprintln!("keyrotor: {err}");
+                ExitCode::from(2)
             }
+            Ok(()) => match args.run().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("keyrotor: {err:#}");
+                    ExitCode::FAILURE
+                }
+            },
         },
         Command::Crd => match keyrotor::crd::crd_yaml() {
             Ok(yaml) => {

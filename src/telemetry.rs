@@ -1,5 +1,7 @@
 //! Logging set-up: text or JSON, level from the settings.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Why logging could not start.
@@ -23,7 +25,9 @@ pub fn init(level: &str, json: bool) -> Result<(), TelemetryError> {
             .with(fmt::layer().json().with_current_span(true))
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colours only on a terminal: log files and collectors get plain text.
+        let ansi = std::io::stdout().is_terminal();
+        registry.with(fmt::layer().with_ansi(ansi)).try_init()
     };
     result.map_err(|_| TelemetryError::AlreadySet)
 }

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the AccessKeyPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Talk to the Cloudflare API directly (for checks and the demo).

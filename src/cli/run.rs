@@ -1,7 +1,7 @@
 //! `keyrotor run`: the operator's settings (flags with environment
 //! equivalents) and its start-up.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -9,8 +9,11 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::{
     cloudflare::{BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, RetryPolicy},
-    controller::{self, Context, ControllerSettings},
+    controller::{self, Context, ControllerSettings, RunOptions},
     crd::GoDuration,
+    leader::{Leadership, LeaseSettings},
+    metrics::Metrics,
+    server::{self, Probes},
 };
 
 /// Log line format.
@@ -61,6 +64,55 @@ pub struct RunArgs {
     /// Timeout of one whole Cloudflare request.
     #[arg(long, env = "KEYROTOR_REQUEST_TIMEOUT", default_value = "30s")]
     pub request_timeout: GoDuration,
+    /// Only policies matching this label selector (e.g. `shard=a`), so several
+    /// operator deployments can split a cluster; give each its own lease name.
+    #[arg(long, env = "KEYROTOR_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "KEYROTOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+    /// Elect a leader through a Lease; only the leader reconciles (use with several replicas).
+    #[arg(long, env = "KEYROTOR_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Lease name. Defaults to `keyrotor`, or `keyrotor-<hash>` when namespaces
+    /// or a label selector scope this deployment, so scoped deployments never share one.
+    #[arg(long, env = "KEYROTOR_LEADER_ELECTION_LEASE_NAME")]
+    pub leader_election_lease_name: Option<String>,
+    /// Lease namespace (in a cluster: the operator's own namespace).
+    #[arg(
+        long,
+        env = "KEYROTOR_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub leader_election_namespace: String,
+    /// A leader that has not renewed for this long loses the lease (after a crash,
+    /// a standby takes over within this time).
+    #[arg(
+        long,
+        env = "KEYROTOR_LEADER_ELECTION_LEASE_DURATION",
+        default_value = "15s"
+    )]
+    pub leader_election_lease_duration: GoDuration,
+    /// The leader steps down when it could not renew for this long.
+    #[arg(
+        long,
+        env = "KEYROTOR_LEADER_ELECTION_RENEW_DEADLINE",
+        default_value = "10s"
+    )]
+    pub leader_election_renew_deadline: GoDuration,
+    /// How often standbys try to take the lease and the leader renews it.
+    #[arg(
+        long,
+        env = "KEYROTOR_LEADER_ELECTION_RETRY_PERIOD",
+        default_value = "2s"
+    )]
+    pub leader_election_retry_period: GoDuration,
+    /// This replica's identity in the lease (defaults to POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
+    #[arg(long, env = "KEYROTOR_SHUTDOWN_GRACE", default_value = "7s")]
+    pub shutdown_grace: GoDuration,
     /// Log format.
     #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -69,13 +121,74 @@ pub struct RunArgs {
     pub log_level: String,
 }
 
+/// A bad combination of settings (single values are checked by the parser).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The lease timings must nest: retry period < renew deadline < lease duration.
+    #[error(
+        "leader election needs --leader-election-retry-period ({retry}) < --leader-election-renew-deadline ({deadline}) < --leader-election-lease-duration ({duration})"
+    )]
+    LeaseTimings {
+        /// Retry period.
+        retry: GoDuration,
+        /// Renew deadline.
+        deadline: GoDuration,
+        /// Lease duration.
+        duration: GoDuration,
+    },
+    /// A zero-length budget window.
+    #[error("--budget-window must be positive")]
+    BudgetWindow,
+}
+
 impl RunArgs {
-    /// Starts logging, connects to Kubernetes and runs the controllers until a signal.
+    /// Checks settings that depend on each other. Exit code 2 on failure, like clap.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let (retry, deadline, duration) = (
+            self.leader_election_retry_period.as_duration(),
+            self.leader_election_renew_deadline.as_duration(),
+            self.leader_election_lease_duration.as_duration(),
+        );
+        if retry.is_zero() || retry >= deadline || deadline >= duration {
+            return Err(SettingsError::LeaseTimings {
+                retry: self.leader_election_retry_period.clone(),
+                deadline: self.leader_election_renew_deadline.clone(),
+                duration: self.leader_election_lease_duration.clone(),
+            });
+        }
+        if self.budget_window.as_duration().is_zero() {
+            return Err(SettingsError::BudgetWindow);
+        }
+        Ok(())
+    }
+
+    /// The lease name: given, or derived from the watch scope.
+    pub fn lease_name(&self, namespaces: &[String]) -> String {
+        if let Some(name) = &self.leader_election_lease_name {
+            return name.clone();
+        }
+        if namespaces.is_empty() && self.label_selector.is_none() {
+            return "keyrotor".to_owned();
+        }
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let scope = format!(
+            "{}|{}",
+            namespaces.join(","),
+            self.label_selector.as_deref().unwrap_or("")
+        );
+        let hash = scope.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("keyrotor-{:08x}", hash as u32)
+    }
+
+    /// Starts logging, connects to Kubernetes and runs until SIGTERM/SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
         crate::telemetry::init(&self.log_level, matches!(self.log_format, LogFormat::Json))?;
         let client = kube::Client::try_default()
             .await
             .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+        let metrics = Arc::new(Metrics::new());
         let budgets = Arc::new(BudgetRegistry::new(
             self.budget_requests,
             self.budget_window.as_duration(),
@@ -94,10 +207,12 @@ impl RunArgs {
             },
             budgets,
         )
-        .context("cannot build the Cloudflare HTTP client")?;
+        .context("cannot build the Cloudflare HTTP client")?
+        .with_observer(metrics.clone());
+        let identity = self.identity.clone().unwrap_or_else(default_identity);
         let reporter = Reporter {
             controller: "keyrotor".to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: Some(identity.clone()),
         };
         let recorder = Recorder::new(client.clone(), reporter);
         let settings = ControllerSettings {
@@ -106,27 +221,133 @@ impl RunArgs {
         };
         let namespaces: Vec<String> = self
             .watch_namespaces
-            .into_iter()
+            .iter()
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty())
             .collect();
+
+        let shutdown = Shutdown::on_signals();
+        let probes = Probes::new(metrics.clone());
+        let server = server::serve(self.metrics_address, probes.clone(), shutdown.wait())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on --metrics-address {}",
+                    self.metrics_address
+                )
+            })?;
+
+        let leadership = if self.leader_election {
+            let lease = LeaseSettings {
+                name: self.lease_name(&namespaces),
+                namespace: self.leader_election_namespace.clone(),
+                identity: identity.clone(),
+                lease_duration: self.leader_election_lease_duration.as_duration(),
+                renew_deadline: self.leader_election_renew_deadline.as_duration(),
+                retry_period: self.leader_election_retry_period.as_duration(),
+            };
+            tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %identity, "leader election on");
+            let leader_metrics = metrics.clone();
+            Leadership::elect(client.clone(), &lease, move |leading| {
+                leader_metrics.set_leader(leading)
+            })
+            .await?
+        } else {
+            metrics.set_leader(true);
+            Leadership::always()
+        };
         tracing::info!(
             api_url = %self.cloudflare_api_url,
             namespaces = ?namespaces,
+            label_selector = ?self.label_selector,
             floor = %self.drift_check_floor,
             "keyrotor starting"
         );
-        controller::run(client.clone(), namespaces, self.concurrency, |policies| {
-            Context {
-                client,
-                cloudflare,
-                policies,
-                recorder,
-                settings,
+        let options = RunOptions {
+            namespaces,
+            label_selector: self.label_selector.clone(),
+            concurrency: self.concurrency,
+            shutdown: shutdown.wait(),
+            leadership_gained: leadership.gained(),
+            on_ready: move || probes.set_ready(true),
+        };
+        let leader = leadership.subscribe();
+        let controllers = controller::run(client.clone(), options, |policies| Context {
+            client,
+            cloudflare,
+            policies,
+            recorder,
+            settings,
+            metrics: metrics.clone(),
+            leader,
+        });
+        tokio::pin!(controllers);
+        tokio::select! {
+            () = &mut controllers => {}
+            () = shutdown.wait() => {
+                tracing::info!("shutting down: finishing in-flight reconciles");
+                if tokio::time::timeout(self.shutdown_grace.as_duration(), &mut controllers).await.is_err() {
+                    tracing::warn!(grace = %self.shutdown_grace, "in-flight reconciles did not finish in time");
+                }
             }
-        })
-        .await;
+        }
+        leadership.release(Duration::from_secs(2)).await;
+        metrics.set_leader(false);
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
         tracing::info!("keyrotor stopped");
         Ok(())
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "keyrotor".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// SIGTERM or SIGINT, as a future any number of tasks can wait on.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn on_signals() -> Self {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received");
+            sender.send_replace(true);
+            // Keep the sender alive so waiters see `true`, not a closed channel.
+            std::future::pending::<()>().await;
+        });
+        Self(receiver)
+    }
+
+    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
+        let receiver = self.0.clone();
+        let shared = async move {
+            let mut receiver = receiver;
+            let _ = receiver.wait_for(|stop| *stop).await;
+        };
+        futures::FutureExt::shared(Box::pin(shared))
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers only Ctrl-C is left.
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

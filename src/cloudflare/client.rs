@@ -11,6 +11,7 @@ use super::{
     credentials::Credentials,
     envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response},
     error::{CloudflareError, TransportKind},
+    observer::{NoObserver, RequestObserver},
     retry::RetryPolicy,
 };
 
@@ -70,6 +71,7 @@ pub struct CloudflareClient {
     base_url: Arc<str>,
     retry: RetryPolicy,
     budgets: Arc<BudgetRegistry>,
+    observer: Arc<dyn RequestObserver>,
 }
 
 impl CloudflareClient {
@@ -91,7 +93,14 @@ impl CloudflareClient {
             base_url: settings.base_url.trim_end_matches('/').into(),
             retry: settings.retry,
             budgets,
+            observer: Arc::new(NoObserver),
         })
+    }
+
+    /// Reports every request to `observer` (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The shared budgets (for metrics and tests).
@@ -164,7 +173,8 @@ impl CloudflareClient {
         body: Option<serde_json::Value>,
     ) -> Result<AccountKeyConfig, CloudflareError> {
         let budget = self.budgets.for_credentials(credentials);
-        budget.acquire().await;
+        self.observer.budget_wait(budget.acquire().await);
+        let started = tokio::time::Instant::now();
         let (method, suffix) = match operation {
             Operation::Get => (Method::GET, ""),
             Operation::Update => (Method::PUT, ""),
@@ -178,14 +188,23 @@ impl CloudflareClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                self.observer.request(operation, None, started.elapsed());
+                return Err(transport_error(err));
+            }
+        };
         let status = response.status();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let (bytes, truncated) = read_capped(response).await?;
+        let body = read_capped(response).await;
+        self.observer
+            .request(operation, Some(status.as_u16()), started.elapsed());
+        let (bytes, truncated) = body?;
         let result = parse_response(status.as_u16(), retry_after.as_deref(), &bytes, truncated);
         if let Err(CloudflareError::RateLimited { retry_after }) = &result {
             budget.block_for(*retry_after);

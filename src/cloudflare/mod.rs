@@ -7,6 +7,7 @@ mod client;
 mod credentials;
 mod envelope;
 mod error;
+mod observer;
 mod retry;
 
 pub use budget::{BudgetRegistry, CredentialBudget};
@@ -14,4 +15,5 @@ pub use client::{ClientSettings, CloudflareClient, DEFAULT_BASE_URL, Operation};
 pub use credentials::{CredentialId, Credentials};
 pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response};
 pub use error::{CloudflareError, TransportKind};
+pub use observer::{NoObserver, RequestObserver};
 pub use retry::RetryPolicy;

@@ -1,10 +1,11 @@
 //! What every reconcile shares.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use kube::runtime::{events::Recorder, reflector::Store};
+use tokio::sync::watch;
 
-use crate::{cloudflare::CloudflareClient, crd::AccessKeyPolicy};
+use crate::{cloudflare::CloudflareClient, crd::AccessKeyPolicy, metrics::Metrics};
 
 /// Operator-wide controller settings.
 #[derive(Debug, Clone)]
@@ -36,4 +37,15 @@ pub struct Context {
     pub recorder: Recorder,
     /// Settings.
     pub settings: ControllerSettings,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// True while this replica holds the lease (always, without election).
+    pub leader: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// Whether this replica may reconcile and write.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
 }

@@ -9,4 +9,4 @@ mod run;
 
 pub use context::{Context, ControllerSettings};
 pub use reconciler::ReconcileError;
-pub use run::run;
+pub use run::{RunOptions, run};

@@ -26,6 +26,7 @@ use crate::{
         AccessKeyPolicy, AccessKeyPolicyStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
         PendingRotation, ReadyReason, RotateOutcome,
     },
+    metrics::PolicySnapshot,
     reconcile::{
         AccountClaim, RotateRequest, RotationStep, SecretError, credentials_from_secret, owner_of,
         plan_account,
@@ -75,22 +76,46 @@ struct Pass<'a> {
     now: Timestamp,
 }
 
-/// Reconciles one policy.
+/// Reconciles one policy (only on the leader), recording metrics.
 pub async fn reconcile(
     policy: Arc<AccessKeyPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    if !ctx.is_leader() {
+        // Standby: caches stay warm; becoming leader reconciles everything.
+        return Ok(Action::await_change());
+    }
+    let started = std::time::Instant::now();
+    match reconcile_policy(&policy, &ctx).await {
+        Ok((action, reason)) => {
+            ctx.metrics.reconciled(true, &reason, started.elapsed());
+            Ok(action)
+        }
+        Err(err) => {
+            ctx.metrics
+                .reconciled(false, err.reason(), started.elapsed());
+            Err(err)
+        }
+    }
+}
+
+/// Runs one pass; returns the requeue action and the Ready reason it left.
+async fn reconcile_policy(
+    policy: &Arc<AccessKeyPolicy>,
+    ctx: &Arc<Context>,
+) -> Result<(Action, String), ReconcileError> {
     let namespace = policy.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<AccessKeyPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     if policy.metadata.deletion_timestamp.is_some() {
-        return finalize(&policy, &ctx, &api, &namespace).await;
+        let action = finalize(policy, ctx, &api, &namespace).await?;
+        return Ok((action, "Finalized".to_owned()));
     }
-    ensure_finalizer(&policy, &ctx, &api).await?;
+    ensure_finalizer(policy, ctx, &api).await?;
 
     let written = policy.status.clone().unwrap_or_default();
     let mut pass = Pass {
-        policy: &policy,
-        ctx: &ctx,
+        policy,
+        ctx,
         api,
         status: written.clone(),
         written,
@@ -99,8 +124,9 @@ pub async fn reconcile(
     };
     let action = pass.run(&namespace).await?;
     pass.write_status().await?;
+    let reason = pass.record_metrics(&namespace);
     pass.publish_events().await;
-    Ok(action)
+    Ok((action, reason))
 }
 
 impl Pass<'_> {
@@ -283,6 +309,11 @@ impl Pass<'_> {
     }
 
     fn handled(&mut self, request: String, outcome: RotateOutcome) {
+        let outcome_label = serde_json::to_value(outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.ctx.metrics.rotation("annotation", &outcome_label);
         self.status.last_handled_rotate_request = Some(request);
         self.status.last_rotate_outcome = Some(outcome);
         self.status.pending_rotation = None;
@@ -393,6 +424,22 @@ impl Pass<'_> {
             .await?;
         self.written = self.status.clone();
         Ok(())
+    }
+
+    /// Sets the per-policy gauges; returns the Ready reason.
+    fn record_metrics(&self, namespace: &str) -> String {
+        let ready = self.status.conditions.iter().find(|c| c.type_ == "Ready");
+        self.ctx.metrics.policy(
+            namespace,
+            &self.policy.name_any(),
+            PolicySnapshot {
+                ready: ready.is_some_and(|c| c.status == "True"),
+                interval_days: self.status.account_key_rotation_interval_days,
+                last_rotation: self.status.last_key_rotation_at.map(|t| t.as_second()),
+                next_rotation: self.status.next_key_rotation_at.map(|t| t.as_second()),
+            },
+        );
+        ready.map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
     }
 
     async fn publish_events(&mut self) {

@@ -1,14 +1,19 @@
 //! Wiring: one controller per watched scope (all namespaces, or each listed
 //! one), policies filtered so the operator's own status writes do not
-//! retrigger it, and metadata-only watches of Secrets.
+//! retrigger it, metadata-only watches of Secrets, a full pass whenever this
+//! replica becomes the leader, and graceful shutdown.
 
 use std::{
     collections::hash_map::DefaultHasher,
+    future::Future,
     hash::{Hash, Hasher},
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
-use futures::{StreamExt, future::join_all};
+use futures::{Stream, StreamExt, future::join_all};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
@@ -51,45 +56,108 @@ fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Runs the controllers until shutdown (SIGTERM/SIGINT).
-pub async fn run(
+/// What to watch and how.
+pub struct RunOptions<S, G, R> {
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
+    /// Only policies matching this label selector.
+    pub label_selector: Option<String>,
+    /// Reconciles at once, per scope.
+    pub concurrency: u16,
+    /// Completes when the operator should stop taking work.
+    pub shutdown: S,
+    /// Yields each time this replica becomes the leader.
+    pub leadership_gained: G,
+    /// Called once every cache has synced.
+    pub on_ready: R,
+}
+
+/// Runs the controllers until `shutdown` completes and in-flight reconciles finish.
+pub async fn run<S, G, R>(
     client: kube::Client,
-    namespaces: Vec<String>,
-    concurrency: u16,
+    options: RunOptions<S, G, R>,
     make_context: impl FnOnce(Vec<Store<AccessKeyPolicy>>) -> Context,
-) {
-    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+) where
+    S: Future<Output = ()> + Send + Sync + Clone + 'static,
+    G: Stream<Item = ()> + Send + 'static,
+    R: FnOnce() + Send + 'static,
+{
+    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
         vec![None]
     } else {
-        namespaces.into_iter().map(Some).collect()
+        options.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut stores = Vec::new();
-    let mut streams = Vec::new();
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &options.label_selector {
+        config = config.labels(selector);
+    }
+    let (make_context_stores, mut per_scope) = (Vec::new(), Vec::new());
+    let mut stores = make_context_stores;
     for scope in &scopes {
-        let api: Api<AccessKeyPolicy> = match scope {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let api: Api<AccessKeyPolicy> = scoped_api(&client, scope);
         let (reader, writer) = reflector::store();
-        let policies = watcher(api, watcher::Config::default().any_semantic())
+        stores.push(reader.clone());
+        per_scope.push((scope.clone(), reader, api, writer));
+    }
+    let ctx = Arc::new(make_context(stores.clone()));
+
+    // Readiness: every scope's policy watch has delivered its first full list.
+    // (Counted from the watch events: `Store::wait_until_ready` wakes only one
+    // of several waiters, and the controller itself is one.)
+    let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
+    let on_ready = Arc::new(Mutex::new(Some(options.on_ready)));
+    let synced = move || {
+        if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
+            info!("caches synced");
+            if let Some(ready) = on_ready.lock().ok().and_then(|mut r| r.take()) {
+                ready();
+            }
+        }
+    };
+
+    // One "became leader" stream, fanned out to every scope.
+    let (gained_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+    let fan_out = gained_tx.clone();
+    tokio::spawn(options.leadership_gained.for_each(move |()| {
+        let _ = fan_out.send(());
+        async {}
+    }));
+
+    let controllers = per_scope.into_iter().map(|(scope, reader, api, writer)| {
+        let metrics = ctx.metrics.clone();
+        let synced = synced.clone();
+        let first_list_seen = AtomicBool::new(false);
+        let policies = watcher(api, config.clone())
             .default_backoff()
             .reflect(writer)
+            .inspect(move |event| match event {
+                // Deleted policies leave no per-policy series behind.
+                Ok(watcher::Event::Delete(policy)) => metrics
+                    .forget_policy(&policy.namespace().unwrap_or_default(), &policy.name_any()),
+                Ok(watcher::Event::InitDone) if !first_list_seen.swap(true, Ordering::AcqRel) => {
+                    synced()
+                }
+                _ => {}
+            })
             .applied_objects()
             .predicate_filter(relevant_change, Default::default());
-        stores.push(reader.clone());
-        streams.push((scope.clone(), reader, policies));
-    }
-    let ctx = Arc::new(make_context(stores));
-    let controllers = streams.into_iter().map(|(scope, reader, policies)| {
-        let secrets: Api<PartialObjectMeta<Secret>> = match &scope {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&client, &scope);
         let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
             .default_backoff()
             .touched_objects();
         let lookup = reader.clone();
+        let became_leader = futures::stream::unfold(gained_tx.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(()) => return Some(((), rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
         let ctx = ctx.clone();
+        let shutdown = options.shutdown.clone();
+        let concurrency = options.concurrency;
         async move {
             info!(
                 scope = scope.as_deref().unwrap_or("all namespaces"),
@@ -110,7 +178,8 @@ pub async fn run(
                         .map(|p| ObjectRef::from(p.as_ref()))
                         .collect::<Vec<_>>()
                 })
-                .shutdown_on_signal()
+                .reconcile_all_on(became_leader)
+                .graceful_shutdown_on(shutdown)
                 .run(reconcile, error_policy, ctx)
                 .for_each(|result| async move {
                     if let Err(err) = result {
@@ -121,4 +190,15 @@ pub async fn run(
         }
     });
     join_all(controllers).await;
+}
+
+fn scoped_api<K>(client: &kube::Client, scope: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

@@ -44,7 +44,6 @@ pub struct Scenario {
     pub client: kube::Client,
     pub sim: RunningSimulator,
     pub operator: Option<Operator>,
-    pub operator_args: Vec<String>,
 }
 
 impl Scenario {
@@ -74,7 +73,6 @@ impl Scenario {
             client,
             sim,
             operator: None,
-            operator_args: Vec::new(),
         }
     }
 
@@ -83,30 +81,45 @@ impl Scenario {
         self.sim.simulator()
     }
 
+    /// The flags every test operator gets: this namespace, the simulator, a 1 s
+    /// drift floor, fast retries and a metrics port of its own.
+    pub fn base_operator_args(&self) -> Vec<String> {
+        [
+            "run",
+            "--cloudflare-api-url",
+            &self.sim.base_url(),
+            "--watch-namespaces",
+            &self.namespace,
+            "--drift-check-floor",
+            "1s",
+            "--retry-base-delay",
+            "20ms",
+            "--log-level",
+            "keyrotor=debug,info",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect()
+    }
+
     /// Starts the operator watching this namespace, with extra flags and environment.
     pub fn start_operator_with(&mut self, extra_args: &[&str], env: &[(&str, &str)]) {
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--cloudflare-api-url".into(),
-            self.sim.base_url(),
-            "--watch-namespaces".into(),
-            self.namespace.clone(),
-            "--drift-check-floor".into(),
-            "1s".into(),
-            "--retry-base-delay".into(),
-            "20ms".into(),
-            "--log-level".into(),
-            "keyrotor=debug,info".into(),
-        ];
+        let generation = self.operator.as_ref().map_or(0, |o| o.generation + 1);
+        self.operator = Some(self.spawn_operator(&format!("{generation}"), extra_args, env));
+    }
+
+    /// Starts another operator process (not kept in `self.operator`).
+    pub fn spawn_operator(
+        &self,
+        label: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
+        let mut args = self.base_operator_args();
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
-        self.operator_args = args.clone();
-        self.operator = Some(Operator::start(
-            self.plane,
-            &self.namespace,
-            &args,
-            env,
-            self.operator.as_ref().map_or(0, |o| o.generation + 1),
-        ));
+        Operator::start(self.plane, &self.namespace, label, &args, env)
     }
 
     /// Starts the operator with the default flags.
@@ -339,13 +352,13 @@ impl Operator {
     fn start(
         plane: &ControlPlane,
         namespace: &str,
+        label: &str,
         args: &[String],
         env: &[(&str, &str)],
-        generation: u32,
     ) -> Self {
         let log_path = plane
             .dir()
-            .join(format!("operator-{namespace}-{generation}.log"));
+            .join(format!("operator-{namespace}-{label}.log"));
         let log = std::fs::File::create(&log_path).expect("operator log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_keyrotor"));
         command
@@ -362,8 +375,45 @@ impl Operator {
         Self {
             child,
             log_path,
-            generation,
+            generation: label.parse().unwrap_or(0),
         }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`; its exit code, or `None` on timeout.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The `http://127.0.0.1:PORT` of its /metrics, /healthz and /readyz, from its log.
+    pub async fn probe_url(&self) -> String {
+        let marker = "serving /metrics, /healthz and /readyz address=";
+        self.wait_for_log(marker).await;
+        let log = self.log();
+        let address = log
+            .lines()
+            .find_map(|line| line.split(marker).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("address in the log")
+            .to_owned();
+        format!("http://{address}")
     }
 
     /// Everything the process has logged.

@@ -1,0 +1,353 @@
+//! Prometheus metrics (`keyrotor_` prefix, `_total` counters, `_seconds` times).
+//! Labels never carry a credential: only operations, status codes, reasons and
+//! policy coordinates.
+
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::cloudflare::{Operation, RequestObserver};
+
+/// Labels of reconcile counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `success` or `error`.
+    pub result: String,
+    /// The Ready reason (or the Kubernetes error reason).
+    pub reason: String,
+}
+
+/// Labels of Cloudflare requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `update` or `rotate`.
+    pub operation: String,
+    /// HTTP status, or `error` when no answer came.
+    pub status: String,
+}
+
+/// Labels of the request duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// `get`, `update` or `rotate`.
+    pub operation: String,
+}
+
+/// Labels of rotation counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RotationLabels {
+    /// What asked for it: `annotation`.
+    pub trigger: String,
+    /// Rotated, RefusedCooldown, RefusedObserveOnly or Failed.
+    pub outcome: String,
+}
+
+/// Labels of per-policy gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// Policy namespace.
+    pub namespace: String,
+    /// Policy name.
+    pub name: String,
+}
+
+/// What one reconcile left behind, for the per-policy gauges.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicySnapshot {
+    /// Ready is True.
+    pub ready: bool,
+    /// The account's interval, if known.
+    pub interval_days: Option<i64>,
+    /// Last rotation, Unix seconds.
+    pub last_rotation: Option<i64>,
+    /// Next rotation, Unix seconds.
+    pub next_rotation: Option<i64>,
+}
+
+/// All of keyrotor's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Family<OperationLabels, Histogram>,
+    rotations: Family<RotationLabels, Counter>,
+    policy_ready: Family<PolicyLabels, Gauge>,
+    policy_interval: Family<PolicyLabels, Gauge>,
+    policy_last_rotation: Family<PolicyLabels, Gauge>,
+    policy_next_rotation: Family<PolicyLabels, Gauge>,
+    leader: Gauge,
+    budget_waits: Counter,
+    budget_wait_seconds: Counter<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("keyrotor");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by result and reason",
+            reconciles.clone(),
+        );
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "cloudflare_requests",
+            "Cloudflare API requests by operation and HTTP status",
+            requests.clone(),
+        );
+        let request_duration = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 12))
+        });
+        registry.register(
+            "cloudflare_request_duration_seconds",
+            "Time of one Cloudflare API request",
+            request_duration.clone(),
+        );
+        let rotations = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "rotations",
+            "Rotate requests by trigger and outcome",
+            rotations.clone(),
+        );
+        let policy_ready = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_ready",
+            "1 when the policy is Ready",
+            policy_ready.clone(),
+        );
+        let policy_interval = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_interval_days",
+            "The account's key rotation interval in days",
+            policy_interval.clone(),
+        );
+        let policy_last_rotation = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_last_rotation_timestamp_seconds",
+            "When the account's key was last rotated (Unix seconds)",
+            policy_last_rotation.clone(),
+        );
+        let policy_next_rotation = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_next_rotation_timestamp_seconds",
+            "When the account's key rotates next (Unix seconds)",
+            policy_next_rotation.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the lease",
+            leader.clone(),
+        );
+        let budget_waits = Counter::default();
+        registry.register(
+            "budget_waits",
+            "Cloudflare calls that waited for the per-credential budget",
+            budget_waits.clone(),
+        );
+        let budget_wait_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "budget_wait_seconds",
+            "Time spent waiting for the per-credential budget",
+            budget_wait_seconds.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            requests,
+            request_duration,
+            rotations,
+            policy_ready,
+            policy_interval,
+            policy_last_rotation,
+            policy_next_rotation,
+            leader,
+            budget_waits,
+            budget_wait_seconds,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// Counts one reconcile.
+    pub fn reconciled(&self, ok: bool, reason: &str, took: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                result: if ok { "success" } else { "error" }.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one handled rotate request.
+    pub fn rotation(&self, trigger: &str, outcome: &str) {
+        self.rotations
+            .get_or_create(&RotationLabels {
+                trigger: trigger.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets the per-policy gauges.
+    pub fn policy(&self, namespace: &str, name: &str, snapshot: PolicySnapshot) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.policy_ready
+            .get_or_create(&labels)
+            .set(i64::from(snapshot.ready));
+        let set = |family: &Family<PolicyLabels, Gauge>, value: Option<i64>| match value {
+            Some(v) => {
+                family.get_or_create(&labels).set(v);
+            }
+            None => {
+                family.remove(&labels);
+            }
+        };
+        set(&self.policy_interval, snapshot.interval_days);
+        set(&self.policy_last_rotation, snapshot.last_rotation);
+        set(&self.policy_next_rotation, snapshot.next_rotation);
+    }
+
+    /// Drops a deleted policy's gauges.
+    pub fn forget_policy(&self, namespace: &str, name: &str) {
+        let labels = PolicyLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        for family in [
+            &self.policy_ready,
+            &self.policy_interval,
+            &self.policy_last_rotation,
+            &self.policy_next_rotation,
+        ] {
+            family.remove(&labels);
+        }
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn request(&self, operation: Operation, status: Option<u16>, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.as_str().to_owned(),
+                status: status.map_or_else(|| "error".to_owned(), |s| s.to_string()),
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&OperationLabels {
+                operation: operation.as_str().to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    fn budget_wait(&self, waited: Duration) {
+        if !waited.is_zero() {
+            self.budget_waits.inc();
+            self.budget_wait_seconds.inc_by(waited.as_secs_f64());
+        }
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_names_that_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.reconciled(true, "Reconciled", Duration::from_millis(20));
+        metrics.request(Operation::Get, Some(200), Duration::from_millis(50));
+        metrics.request(Operation::Rotate, None, Duration::from_millis(50));
+        metrics.rotation("annotation", "Rotated");
+        metrics.budget_wait(Duration::from_millis(1500));
+        metrics.policy(
+            "ns",
+            "p",
+            PolicySnapshot {
+                ready: true,
+                interval_days: Some(30),
+                last_rotation: Some(1),
+                next_rotation: Some(2),
+            },
+        );
+        metrics.set_leader(true);
+        let text = metrics.render().expect("renders");
+        for line in [
+            r#"keyrotor_reconciles_total{result="success",reason="Reconciled"} 1"#,
+            r#"keyrotor_cloudflare_requests_total{operation="get",status="200"} 1"#,
+            r#"keyrotor_cloudflare_requests_total{operation="rotate",status="error"} 1"#,
+            r#"keyrotor_rotations_total{trigger="annotation",outcome="Rotated"} 1"#,
+            r#"keyrotor_policy_ready{namespace="ns",name="p"} 1"#,
+            r#"keyrotor_policy_interval_days{namespace="ns",name="p"} 30"#,
+            r#"keyrotor_policy_next_rotation_timestamp_seconds{namespace="ns",name="p"} 2"#,
+            "keyrotor_leader 1",
+            "keyrotor_budget_waits_total 1",
+            "keyrotor_budget_wait_seconds_total 1.5",
+            "keyrotor_reconcile_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_forgotten_policy_leaves_no_series() {
+        let metrics = Metrics::new();
+        metrics.policy(
+            "ns",
+            "gone",
+            PolicySnapshot {
+                ready: true,
+                interval_days: Some(30),
+                last_rotation: Some(1),
+                next_rotation: Some(2),
+            },
+        );
+        metrics.forget_policy("ns", "gone");
+        let text = metrics.render().expect("renders");
+        assert!(!text.contains("name=\"gone\""), "{text}");
+    }
+}

@@ -1,0 +1,427 @@
+//! The `kubectl-keyrotor` plugin binary against the real API server, the
+//! simulator and the operator process: exit codes, printed outcomes and what
+//! the simulator saw.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use jiff::{SignedDuration, Timestamp};
+use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
+use keyrotor_cloudflare_sim::AccountSeed;
+use serde_json::json;
+use support::{ACCOUNT, OTHER_ACCOUNT, Scenario, is_ready};
+use tokio::process::Command;
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-keyrotor");
+const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+const FORCE: &str = "keyrotor.dev/rotate-force";
+const THIRD_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+/// What a finished plugin run left behind.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+async fn finish(mut command: Command) -> Run {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
+        .await
+        .expect("the plugin finishes within 90s")
+        .expect("the plugin runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `kubectl-keyrotor ARGS` with `KUBECONFIG` pointing at `kubeconfig`.
+async fn plugin_with(kubeconfig: &Path, args: &[&str]) -> Run {
+    let mut command = Command::new(PLUGIN);
+    command.args(args).env("KUBECONFIG", kubeconfig);
+    finish(command).await
+}
+
+/// `kubectl-keyrotor ARGS` against the test control plane.
+async fn plugin(s: &Scenario, args: &[&str]) -> Run {
+    plugin_with(s.plane.kubeconfig_path(), args).await
+}
+
+/// `kubectl keyrotor ARGS`, kubectl finding the plugin on PATH.
+async fn kubectl_keyrotor(s: &Scenario, args: &[&str]) -> Run {
+    let plugin_dir = Path::new(PLUGIN)
+        .parent()
+        .expect("the plugin has a directory");
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        [plugin_dir.to_path_buf(), s.plane.tools_dir().to_path_buf()]
+            .into_iter()
+            .chain(std::env::split_paths(&inherited)),
+    )
+    .expect("PATH");
+    let mut command = Command::new(s.plane.tools_dir().join("kubectl"));
+    command
+        .arg("keyrotor")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", s.plane.kubeconfig_path());
+    finish(command).await
+}
+
+async fn ready_scenario(prefix: &str) -> Scenario {
+    let mut s = Scenario::new(prefix).await;
+    s.apply_token_secret().await;
+    s.start_operator();
+    s
+}
+
+fn annotation(policy: &AccessKeyPolicy, key: &str) -> Option<String> {
+    policy.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+fn outcome(policy: &AccessKeyPolicy) -> Option<RotateOutcome> {
+    policy.status.as_ref()?.last_rotate_outcome
+}
+
+fn handled_request(policy: &AccessKeyPolicy) -> Option<String> {
+    policy.status.as_ref()?.last_handled_rotate_request.clone()
+}
+
+fn posted_accounts(s: &Scenario) -> Vec<String> {
+    s.calls("POST")
+        .into_iter()
+        .filter_map(|r| r.account_id)
+        .collect()
+}
+
+async fn label(s: &Scenario, name: &str, labels: serde_json::Value) {
+    s.policies()
+        .patch(
+            name,
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("label policy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_wait_rotates_a_ready_policy_once_then_refuses_inside_the_cooldown() {
+    let s = ready_scenario("plugin-rotate").await;
+    // Last rotated ten days ago: outside the default 168h cooldown.
+    let ten_days_ago = Timestamp::now()
+        .checked_sub(SignedDuration::from_hours(240))
+        .expect("time");
+    s.sim()
+        .upsert_account(AccountSeed::new(ACCOUNT).last_rotated_at(ten_days_ago));
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+
+    let run = plugin(&s, &["rotate", "p", "-n", &s.namespace, "--wait"]).await;
+    assert_eq!(run.code, 0, "{run}\n{}", s.operator_log());
+    assert!(
+        run.stdout.contains(&format!("{}/p: Rotated", s.namespace)),
+        "{run}"
+    );
+    assert_eq!(posted_accounts(&s), vec![ACCOUNT.to_owned()]);
+    let p = s.policy("p").await;
+    let first = annotation(&p, ROTATE).expect("request annotation");
+    let parsed: Timestamp = first.parse().expect("the request is an RFC 3339 timestamp");
+    assert!(first.ends_with('Z') && first.split('.').nth(1).map(str::len) == Some(10));
+    assert!(parsed > ten_days_ago);
+    assert_eq!(handled_request(&p), Some(first.clone()));
+    assert_eq!(outcome(&p), Some(RotateOutcome::Rotated));
+    assert_eq!(annotation(&p, FORCE), None);
+
+    // Inside the cooldown now: refused, exit 3, no second POST.
+    let run = plugin(&s, &["rotate", "p", "-n", &s.namespace, "--wait"]).await;
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stdout.contains("RefusedCooldown"), "{run}");
+    assert!(run.stdout.contains("--force"), "{run}");
+    assert_eq!(s.calls("POST").len(), 1);
+    let p = s.policy("p").await;
+    let second = annotation(&p, ROTATE).expect("request annotation");
+    assert_ne!(first, second, "each call sends a fresh value");
+    assert_eq!(handled_request(&p), Some(second));
+    assert_eq!(outcome(&p), Some(RotateOutcome::RefusedCooldown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_runs_the_plugin_and_force_skips_the_cooldown_once() {
+    // The simulator's account was rotated just now: every plain request is inside the cooldown.
+    let s = ready_scenario("plugin-force").await;
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+
+    let run = kubectl_keyrotor(
+        &s,
+        &["rotate", "p", "-n", &s.namespace, "--force", "--wait"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run}\n{}", s.operator_log());
+    assert!(run.stdout.contains("Rotated"), "{run}");
+    assert_eq!(s.calls("POST").len(), 1);
+    let p = s.policy("p").await;
+    assert_eq!(annotation(&p, FORCE).as_deref(), Some("true"));
+    assert_eq!(outcome(&p), Some(RotateOutcome::Rotated));
+
+    // A plain request removes the leftover force, so it is refused; kubectl passes exit 3 on.
+    let run = kubectl_keyrotor(&s, &["rotate", "p", "-n", &s.namespace, "--wait"]).await;
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stdout.contains("RefusedCooldown"), "{run}");
+    let p = s.policy("p").await;
+    assert_eq!(annotation(&p, FORCE), None);
+    assert_eq!(outcome(&p), Some(RotateOutcome::RefusedCooldown));
+    assert_eq!(s.calls("POST").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_policy_is_an_error_that_names_it() {
+    let s = Scenario::new("plugin-missing").await;
+    let expected = format!(
+        "AccessKeyPolicy \"ghost\" not found in namespace \"{}\"",
+        s.namespace
+    );
+    for args in [
+        vec!["rotate", "ghost", "-n", &s.namespace, "--wait"],
+        vec!["status", "ghost", "-n", &s.namespace],
+    ] {
+        let run = plugin(&s, &args).await;
+        assert_eq!(run.code, 1, "{args:?}: {run}");
+        assert!(run.stderr.contains(&expected), "{args:?}: {run}");
+        assert!(!run.stderr.contains("panicked"), "{run}");
+        assert_eq!(run.stdout, "", "{args:?}: {run}");
+    }
+    // Nothing to rotate in an empty namespace is an error too; an empty status is not.
+    let run = plugin(&s, &["rotate", "--all", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("nothing was rotated"), "{run}");
+    let run = plugin(&s, &["status", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout, "", "{run}");
+    assert!(run.stderr.contains("No AccessKeyPolicy found"), "{run}");
+    // A usage error is clap's exit 2.
+    let run = plugin(&s, &["rotate", "p", "--all"]).await;
+    assert_eq!(run.code, 2, "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_times_out_when_no_operator_handles_the_request() {
+    // No operator watches this namespace.
+    let s = Scenario::new("plugin-timeout").await;
+    s.create_policy("p", json!({})).await;
+    let started = Instant::now();
+    let run = plugin(
+        &s,
+        &[
+            "rotate",
+            "p",
+            "-n",
+            &s.namespace,
+            "--wait",
+            "--timeout",
+            "2s",
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 5, "{run}");
+    assert!(run.stdout.contains("TimedOut"), "{run}");
+    assert!(run.stdout.contains("within 2s"), "{run}");
+    assert!(run.stdout.contains("is the operator running"), "{run}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The request stays on the object for the operator to pick up later.
+    let p = s.policy("p").await;
+    assert!(annotation(&p, ROTATE).is_some());
+    assert_eq!(handled_request(&p), None);
+    assert!(s.calls("POST").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_selector_rotates_only_the_matching_policies() {
+    let s = ready_scenario("plugin-selector").await;
+    s.sim().upsert_account(AccountSeed::new(THIRD_ACCOUNT));
+    for (name, account, team) in [
+        ("a", ACCOUNT, "x"),
+        ("b", OTHER_ACCOUNT, "x"),
+        ("c", THIRD_ACCOUNT, "y"),
+    ] {
+        s.create_policy(
+            name,
+            json!({"accountId": account, "rotationCooldown": "0s"}),
+        )
+        .await;
+        label(&s, name, json!({"team": team, "suite": s.namespace})).await;
+    }
+    for name in ["a", "b", "c"] {
+        s.wait_for(name, "Ready", is_ready).await;
+    }
+
+    let run = plugin(
+        &s,
+        &["rotate", "-n", &s.namespace, "-l", "team=x", "--wait"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run}\n{}", s.operator_log());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per selected policy: {run}");
+    assert!(
+        lines[0].starts_with(&format!("{}/a: Rotated", s.namespace)),
+        "{run}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}/b: Rotated", s.namespace)),
+        "{run}"
+    );
+    let posted: BTreeSet<String> = posted_accounts(&s).into_iter().collect();
+    assert_eq!(
+        posted,
+        BTreeSet::from([ACCOUNT.to_owned(), OTHER_ACCOUNT.to_owned()])
+    );
+    assert_eq!(s.calls("POST").len(), 2);
+    let a = annotation(&s.policy("a").await, ROTATE).expect("a requested");
+    let b = annotation(&s.policy("b").await, ROTATE).expect("b requested");
+    assert_ne!(a, b, "each policy gets its own value");
+    assert_eq!(annotation(&s.policy("c").await, ROTATE), None);
+
+    // Across namespaces, selected by label: only c.
+    let selector = format!("suite={},team=y", s.namespace);
+    let run = plugin(&s, &["rotate", "-A", "-l", &selector, "--wait"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.lines().count(), 1, "{run}");
+    assert!(
+        run.stdout
+            .starts_with(&format!("{}/c: Rotated", s.namespace)),
+        "{run}"
+    );
+    assert_eq!(s.calls("POST").len(), 3);
+
+    // --all: every policy in the namespace.
+    let run = plugin(&s, &["rotate", "--all", "-n", &s.namespace, "--wait"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.matches(": Rotated").count(), 3, "{run}");
+    assert_eq!(s.calls("POST").len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_policys_account_interval_and_readiness() {
+    let s = ready_scenario("plugin-status").await;
+    s.create_policy("one", json!({})).await;
+    s.create_policy(
+        "two",
+        json!({"accountId": OTHER_ACCOUNT, "managementPolicy": "Observe"}),
+    )
+    .await;
+    s.wait_for("one", "Ready", is_ready).await;
+    s.wait_for("two", "Ready", is_ready).await;
+
+    let run = plugin(&s, &["status", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{run}");
+    let header: Vec<&str> = lines[0]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "ACCOUNT",
+            "INTERVAL",
+            "LAST ROTATION",
+            "NEXT ROTATION",
+            "READY",
+            "LAST OUTCOME"
+        ],
+        "{run}"
+    );
+    assert!(lines[1].starts_with("one "), "{run}");
+    assert!(lines[1].contains(ACCOUNT), "{run}");
+    assert!(lines[1].contains(" 30d "), "{run}");
+    assert!(lines[1].contains("True (Reconciled)"), "{run}");
+    assert!(lines[2].starts_with("two "), "{run}");
+    assert!(lines[2].contains(OTHER_ACCOUNT), "{run}");
+    // Observe never writes: the account keeps 42 days while the spec wants 30.
+    assert!(lines[2].contains("30d (account 42d)"), "{run}");
+
+    // One by name.
+    let run = plugin(&s, &["status", "two", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.lines().count(), 2, "{run}");
+    assert!(!run.stdout.contains(ACCOUNT), "{run}");
+
+    // Without -n: the kubeconfig context's namespace.
+    let kubeconfig = s.plane.dir().join(format!("kubeconfig-{}", s.namespace));
+    std::fs::copy(s.plane.kubeconfig_path(), &kubeconfig).expect("copy kubeconfig");
+    let set = s
+        .plane
+        .kubectl()
+        .arg("config")
+        .arg("set-context")
+        .arg("--current")
+        .arg(format!("--namespace={}", s.namespace))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .output()
+        .expect("kubectl config");
+    assert!(set.status.success(), "{set:?}");
+    let run = plugin_with(&kubeconfig, &["status"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains(OTHER_ACCOUNT), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_across_namespaces_names_each_namespace() {
+    let first = Scenario::new("plugin-all-a").await;
+    let second = Scenario::new("plugin-all-b").await;
+    first.create_policy("p", json!({})).await;
+    second
+        .create_policy("q", json!({"accountId": OTHER_ACCOUNT}))
+        .await;
+
+    let run = plugin(&first, &["status", "-A"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    let header = run.stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        header.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["NAMESPACE", "NAME", "ACCOUNT"],
+        "{run}"
+    );
+    let row = |namespace: &str, name: &str| {
+        run.stdout
+            .lines()
+            .find(|line| {
+                let mut cells = line.split_whitespace();
+                cells.next() == Some(namespace) && cells.next() == Some(name)
+            })
+            .map(str::to_owned)
+    };
+    let p = row(&first.namespace, "p").expect("first namespace's row");
+    assert!(p.contains(ACCOUNT) && p.contains("Unknown"), "{p}");
+    let q = row(&second.namespace, "q").expect("second namespace's row");
+    assert!(q.contains(OTHER_ACCOUNT), "{q}");
+}
