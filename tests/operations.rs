@@ -439,3 +439,45 @@ fn bad_settings_exit_2_naming_the_setting() {
         assert!(help.contains(setting), "--help does not list {setting}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_policy_on_every_reconcile_line_and_no_secret() {
+    let s = Scenario::new("jsonlogs").await;
+    s.apply_token_secret().await;
+    let operator = s.spawn_operator(
+        "json",
+        &["--log-format", "json", "--log-level", "trace"],
+        &[],
+    );
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    operator.wait_for_log("rotation interval updated").await;
+    let log = operator.log();
+    let mut reconcile_lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if value["span"]["name"] == "reconcile" {
+            reconcile_lines += 1;
+            assert_eq!(value["span"]["namespace"], s.namespace.as_str(), "{line}");
+            assert_eq!(value["span"]["name"], "reconcile");
+        }
+    }
+    assert!(reconcile_lines > 0, "no reconcile lines in:\n{log}");
+    let reconciles: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rotation interval updated"))
+        .collect();
+    assert!(
+        reconciles
+            .iter()
+            .all(|l| l.contains("\"namespace\"") && l.contains("\"p\"")),
+        "{reconciles:?}"
+    );
+    for secret in [support::TOKEN, support::API_KEY, support::EMAIL] {
+        assert!(
+            !log.contains(secret),
+            "a secret reached the trace-level log"
+        );
+    }
+}

@@ -76,7 +76,9 @@ struct Pass<'a> {
     now: Timestamp,
 }
 
-/// Reconciles one policy (only on the leader), recording metrics.
+/// Reconciles one policy (only on the leader), recording metrics. Every log
+/// line inside carries the policy's namespace and name.
+#[tracing::instrument(name = "reconcile", skip_all, fields(namespace = policy.metadata.namespace.as_deref().unwrap_or_default(), name = policy.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(
     policy: Arc<AccessKeyPolicy>,
     ctx: Arc<Context>,

@@ -117,7 +117,14 @@ impl Scenario {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Operator {
-        let mut args = self.base_operator_args();
+        // A flag given in `extra_args` replaces the base one (clap refuses repeats).
+        let base = self.base_operator_args();
+        let mut args = vec![base[0].clone()];
+        for pair in base[1..].chunks(2) {
+            if !extra_args.contains(&pair[0].as_str()) {
+                args.extend_from_slice(pair);
+            }
+        }
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
         Operator::start(self.plane, &self.namespace, label, &args, env)
     }
