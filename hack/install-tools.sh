@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: hack/install-tools.sh [--print-dir]
-# Builds the pinned test tools (kube-apiserver, kubectl, etcd) from the Go
+# Builds the pinned test tools (kube-apiserver, kubectl, etcd, helm) from the Go
 # modules under tools/ into a cache outside the repository, keyed by the
 # modules' go.mod/go.sum and the Go version. Does nothing when they are built.
 # --print-dir prints the bin directory on stdout (building first if needed).
@@ -41,6 +41,8 @@ done
 build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$version_flags"
 build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "$version_flags"
 build etcd go.etcd.io/etcd/server/v3 etcd
+helm_version=$(awk '$1 == "helm.sh/helm/v3" && $2 ~ /^v/ {print $2; exit}' "$root/tools/helm/go.mod")
+build helm helm.sh/helm/v3/cmd/helm helm "-X helm.sh/helm/v3/internal/version.version=$helm_version"
 
 log "tools are in $bin"
 if $quiet; then echo "$bin"; fi
