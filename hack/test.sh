@@ -15,12 +15,15 @@ if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
 
-step "test tools (kube-apiserver, etcd, kubectl) from pinned Go modules"
+step "test tools (kube-apiserver, etcd, kubectl, helm) from pinned Go modules"
 KEYROTOR_TOOLS_DIR=$(hack/install-tools.sh --print-dir)
 export KEYROTOR_TOOLS_DIR
 
 step "shellcheck"
 shellcheck hack/*.sh .ci/run
+
+step "generated manifests are current (crds/, chart copy, deploy/)"
+hack/gen-manifests.sh --check
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
