@@ -91,6 +91,7 @@ pub struct Metrics {
     leader: Gauge,
     budget_waits: Counter,
     budget_wait_seconds: Counter<f64, AtomicU64>,
+    late_checks: Counter,
 }
 
 impl Default for Metrics {
@@ -177,6 +178,12 @@ impl Metrics {
             "Time spent waiting for the per-credential budget",
             budget_wait_seconds.clone(),
         );
+        let late_checks = Counter::default();
+        registry.register(
+            "drift_checks_late",
+            "Drift checks that found the credential's request budget too busy to check within the policy's interval",
+            late_checks.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -191,7 +198,13 @@ impl Metrics {
             leader,
             budget_waits,
             budget_wait_seconds,
+            late_checks,
         }
+    }
+
+    /// Counts a drift check that will run later than its interval asks.
+    pub fn late_check(&self) {
+        self.late_checks.inc();
     }
 
     /// The text exposition format.

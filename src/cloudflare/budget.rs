@@ -64,6 +64,20 @@ impl CredentialBudget {
         state.blocked_until = Some(state.blocked_until.map_or(until, |b| b.max(until)));
     }
 
+    /// How long a call made now would wait: the queue ahead of it, or a 429 block.
+    pub fn backlog(&self) -> Duration {
+        let now = Instant::now();
+        let state = self.lock();
+        let queue = state
+            .next_arrival
+            .checked_sub(self.burst_tolerance)
+            .map_or(Duration::ZERO, |start| start.saturating_duration_since(now));
+        let block = state
+            .blocked_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        queue.max(block)
+    }
+
     /// When the current block ends, if any.
     pub fn blocked_until(&self) -> Option<Instant> {
         self.lock().blocked_until
@@ -176,6 +190,19 @@ mod tests {
         budget.block_for(Duration::from_secs(10));
         let waited = waiter.await.expect("task");
         assert!(waited >= Duration::from_millis(10_100), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backlog_is_the_wait_a_new_call_would_face() {
+        let budget = CredentialBudget::new(1.0, 2);
+        assert_eq!(budget.backlog(), Duration::ZERO);
+        for _ in 0..2 {
+            budget.acquire().await;
+        }
+        // The burst is spent: the next call waits a second.
+        assert_eq!(budget.backlog(), Duration::from_secs(1));
+        budget.block_for(Duration::from_secs(30));
+        assert_eq!(budget.backlog(), Duration::from_secs(30));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum EventReason {
     Conflict,
     /// The original interval was put back on deletion.
     Restored,
+    /// The credential's request budget cannot check every policy within its interval.
+    BudgetExhausted,
 }
 
 impl EventReason {
@@ -35,6 +37,7 @@ impl EventReason {
             Self::ApiError => "ApiError",
             Self::Conflict => "Conflict",
             Self::Restored => "Restored",
+            Self::BudgetExhausted => "BudgetExhausted",
         }
     }
 
@@ -44,9 +47,11 @@ impl EventReason {
             Self::IntervalUpdated | Self::DriftCorrected | Self::Rotated | Self::Restored => {
                 EventType::Normal
             }
-            Self::RotationRefused | Self::CredentialsError | Self::ApiError | Self::Conflict => {
-                EventType::Warning
-            }
+            Self::RotationRefused
+            | Self::CredentialsError
+            | Self::ApiError
+            | Self::Conflict
+            | Self::BudgetExhausted => EventType::Warning,
         }
     }
 

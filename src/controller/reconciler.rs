@@ -179,6 +179,17 @@ impl Pass<'_> {
 
         let cloudflare = &self.ctx.cloudflare;
         let account_id = spec.account_id.as_str();
+        // More work queued on this credential than its budget serves within the
+        // interval: say so (metric, Ready message, one event), then wait our turn.
+        let backlog = cloudflare.budgets().for_credentials(&credentials).backlog();
+        let late = (backlog > self.check_interval()).then(|| {
+            self.ctx.metrics.late_check();
+            format!(
+                "; drift checks run late: the Cloudflare request budget of this credential is overcommitted (this check waited about {}s, longer than the {}s interval); spread policies over more tokens or raise --budget-requests",
+                backlog.as_secs(),
+                self.check_interval().as_secs()
+            )
+        });
         let mut account = match cloudflare.get_config(&credentials, account_id).await {
             Ok(account) => account,
             Err(err) => return Ok(self.cloudflare_failed(&err, "reading the account")),
@@ -243,6 +254,20 @@ impl Pass<'_> {
                 self.ctx.settings.drift_check_floor.as_secs(),
                 spec.drift_check_interval
             ));
+        }
+        if let Some(late) = late {
+            let was_late = self
+                .written
+                .conditions
+                .iter()
+                .any(|c| c.message.contains("drift checks run late"));
+            if !was_late {
+                self.events.push((
+                    EventReason::BudgetExhausted,
+                    late.trim_start_matches("; ").to_owned(),
+                ));
+            }
+            message.push_str(&late);
         }
         self.ready(ReadyReason::Reconciled, &message);
         Ok(Action::requeue(jittered(self.check_interval())))

@@ -129,6 +129,8 @@ pub async fn run<S, G, R>(
         let first_list_seen = AtomicBool::new(false);
         let policies = watcher(api, config.clone())
             .default_backoff()
+            // managedFields are most of an object's size and the operator never reads them.
+            .modify(|policy| policy.managed_fields_mut().clear())
             .reflect(writer)
             .inspect(move |event| match event {
                 // Deleted policies leave no per-policy series behind.
