@@ -64,20 +64,6 @@ impl CredentialBudget {
         state.blocked_until = Some(state.blocked_until.map_or(until, |b| b.max(until)));
     }
 
-    /// How long a call made now would wait: the queue ahead of it, or a 429 block.
-    pub fn backlog(&self) -> Duration {
-        let now = Instant::now();
-        let state = self.lock();
-        let queue = state
-            .next_arrival
-            .checked_sub(self.burst_tolerance)
-            .map_or(Duration::ZERO, |start| start.saturating_duration_since(now));
-        let block = state
-            .blocked_until
-            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
-        queue.max(block)
-    }
-
     /// When the current block ends, if any.
     pub fn blocked_until(&self) -> Option<Instant> {
         self.lock().blocked_until
@@ -104,11 +90,37 @@ impl CredentialBudget {
 }
 
 /// All credentials' budgets; callers with the same credential get the same one.
+/// Also tracks the steady demand on each credential (drift checks per second of
+/// the policies using it), to tell when the budget cannot keep up.
 #[derive(Debug)]
 pub struct BudgetRegistry {
     per_second: f64,
     burst: u32,
     budgets: Mutex<HashMap<CredentialId, Arc<CredentialBudget>>>,
+    demand: Mutex<HashMap<CredentialId, HashMap<String, f64>>>,
+}
+
+/// A credential's steady demand against its budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    /// Policies using the credential.
+    pub policies: usize,
+    /// Drift checks per second they need together.
+    pub checks_per_second: f64,
+    /// Requests per second the budget allows.
+    pub capacity_per_second: f64,
+}
+
+impl Demand {
+    /// More checks are needed than the budget serves: checks will come late.
+    pub fn overcommitted(&self) -> bool {
+        self.checks_per_second > self.capacity_per_second
+    }
+
+    /// How often each policy is really checked when the budget is the limit.
+    pub fn effective_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.policies as f64 / self.capacity_per_second.max(1e-9))
+    }
 }
 
 impl BudgetRegistry {
@@ -118,6 +130,41 @@ impl BudgetRegistry {
             per_second: f64::from(requests) / window.as_secs_f64().max(1e-3),
             burst,
             budgets: Mutex::new(HashMap::new()),
+            demand: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records that `policy` checks its account every `interval` with
+    /// `credentials` (replacing what it recorded before) and returns the
+    /// credential's total demand.
+    pub fn record_demand(
+        &self,
+        credentials: &Credentials,
+        policy: &str,
+        interval: Duration,
+    ) -> Demand {
+        let mut demand = self.demand.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = credentials.id();
+        // A policy uses one credential at a time: drop it from any other.
+        for (other, policies) in demand.iter_mut() {
+            if *other != id {
+                policies.remove(policy);
+            }
+        }
+        let policies = demand.entry(id).or_default();
+        policies.insert(policy.to_owned(), 1.0 / interval.as_secs_f64().max(1e-3));
+        Demand {
+            policies: policies.len(),
+            checks_per_second: policies.values().sum(),
+            capacity_per_second: self.per_second,
+        }
+    }
+
+    /// Forgets a deleted policy's demand.
+    pub fn forget_policy(&self, policy: &str) {
+        let mut demand = self.demand.lock().unwrap_or_else(PoisonError::into_inner);
+        for policies in demand.values_mut() {
+            policies.remove(policy);
         }
     }
 
@@ -192,17 +239,35 @@ mod tests {
         assert!(waited >= Duration::from_millis(10_100), "{waited:?}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn backlog_is_the_wait_a_new_call_would_face() {
-        let budget = CredentialBudget::new(1.0, 2);
-        assert_eq!(budget.backlog(), Duration::ZERO);
-        for _ in 0..2 {
-            budget.acquire().await;
+    #[test]
+    fn demand_beyond_the_budget_is_overcommitted() {
+        let registry = BudgetRegistry::new(600, Duration::from_secs(300), 10);
+        let token = Credentials::api_token("shared");
+        let ten_minutes = Duration::from_secs(600);
+        let mut last = None;
+        for i in 0..1500 {
+            last = Some(registry.record_demand(&token, &format!("ns/p{i}"), ten_minutes));
         }
-        // The burst is spent: the next call waits a second.
-        assert_eq!(budget.backlog(), Duration::from_secs(1));
-        budget.block_for(Duration::from_secs(30));
-        assert_eq!(budget.backlog(), Duration::from_secs(30));
+        let demand = last.expect("recorded");
+        assert_eq!(demand.policies, 1500);
+        assert!((demand.checks_per_second - 2.5).abs() < 1e-9);
+        assert!(demand.overcommitted());
+        assert_eq!(demand.effective_interval(), Duration::from_secs(750));
+        // Moving policies to another token relieves the first.
+        let other = Credentials::api_token("other");
+        for i in 0..500 {
+            registry.record_demand(&other, &format!("ns/p{i}"), ten_minutes);
+        }
+        let relieved = registry.record_demand(&token, "ns/p1499", ten_minutes);
+        assert_eq!(relieved.policies, 1000);
+        assert!(!relieved.overcommitted());
+        registry.forget_policy("ns/p1499");
+        assert_eq!(
+            registry
+                .record_demand(&token, "ns/p1000", ten_minutes)
+                .policies,
+            999
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Cloudflare's response envelope, read leniently: unknown fields are ignored,
 //! every field is optional, a wrong type is treated as absent, and the HTTP
-//! status decides the error class before the body adds detail.
+//! status decides the error class before the body adds detail. One exception:
+//! a `last_key_rotation_at` that is there but unreadable makes the answer
+//! malformed, because it is the witness of the exactly-once rotation protocol
+//! and of the cooldown (read as "never rotated" it would let both through).
 
 use std::time::Duration;
 
@@ -14,6 +17,10 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long to wait after a 429 without `Retry-After` (Cloudflare blocks for five minutes).
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The longest `Retry-After` honoured. Cloudflare's block lasts its 5-minute
+/// window; a larger value comes from a proxy or a typo, and an unbounded one
+/// would block the credential for years or overflow the budget's clock.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Error codes that mean the credentials were not accepted.
 const AUTH_CODES: [i64; 5] = [9109, 9103, 10000, 10001, 6003];
@@ -65,7 +72,8 @@ pub fn parse_response(
             retry_after: retry_after
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs)
-                .unwrap_or(DEFAULT_RETRY_AFTER),
+                .unwrap_or(DEFAULT_RETRY_AFTER)
+                .min(MAX_RETRY_AFTER),
         });
     }
     if status >= 500 {
@@ -130,7 +138,9 @@ pub fn parse_response(
         });
     }
     match json.get("result") {
-        Some(result @ Value::Object(_)) => Ok(read_config(result)),
+        Some(result @ Value::Object(_)) => {
+            read_config(result).map_err(|detail| CloudflareError::Malformed { status, detail })
+        }
         _ => Err(CloudflareError::Malformed {
             status,
             detail: "the response has no `result` object".to_owned(),
@@ -138,17 +148,21 @@ pub fn parse_response(
     }
 }
 
-fn read_config(result: &Value) -> AccountKeyConfig {
-    AccountKeyConfig {
+fn read_config(result: &Value) -> Result<AccountKeyConfig, String> {
+    let last_key_rotation_at = match result.get("last_key_rotation_at") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_str().and_then(parse_timestamp).ok_or_else(|| {
+            "`last_key_rotation_at` is not a timestamp; without it a rotation cannot be verified"
+                .to_owned()
+        })?),
+    };
+    Ok(AccountKeyConfig {
         key_rotation_interval_days: result.get("key_rotation_interval_days").and_then(integral),
         days_until_next_rotation: result
             .get("days_until_next_rotation")
             .and_then(Value::as_f64),
-        last_key_rotation_at: result
-            .get("last_key_rotation_at")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
-    }
+        last_key_rotation_at,
+    })
 }
 
 /// A JSON number that is a whole number in `i64` range (30 and 30.0 both count).
@@ -258,7 +272,7 @@ mod tests {
         let cfg = parse_response(
             200,
             None,
-            &ok_body(r#"{"key_rotation_interval_days":"30","days_until_next_rotation":null,"last_key_rotation_at":17}"#),
+            &ok_body(r#"{"key_rotation_interval_days":"30","days_until_next_rotation":null,"last_key_rotation_at":null}"#),
             false,
         )
         .expect("parses");
@@ -270,6 +284,20 @@ mod tests {
                 last_key_rotation_at: None
             }
         );
+        // The rotation time is the exactly-once witness: unreadable is not "never".
+        for unreadable in ["17", "\"14/11/2026\"", "\"\"", "{\"at\":1}"] {
+            let err = parse_response(
+                200,
+                None,
+                &ok_body(&format!(r#"{{"last_key_rotation_at":{unreadable}}}"#)),
+                false,
+            )
+            .expect_err(unreadable);
+            assert!(
+                matches!(&err, CloudflareError::Malformed { status: 200, detail } if detail.contains("last_key_rotation_at")),
+                "{unreadable}: {err:?}"
+            );
+        }
         let odd_date = parse_response(
             200,
             None,
@@ -353,6 +381,14 @@ mod tests {
             Err(CloudflareError::RateLimited {
                 retry_after: Duration::from_secs(300)
             })
+        );
+        let absurd = parse_response(429, Some("18446744073709551615"), b"", false);
+        assert_eq!(
+            absurd,
+            Err(CloudflareError::RateLimited {
+                retry_after: MAX_RETRY_AFTER
+            }),
+            "a proxy's absurd Retry-After is capped"
         );
     }
 

@@ -10,7 +10,7 @@ mod error;
 mod observer;
 mod retry;
 
-pub use budget::{BudgetRegistry, CredentialBudget};
+pub use budget::{BudgetRegistry, CredentialBudget, Demand};
 pub use client::{ClientSettings, CloudflareClient, DEFAULT_BASE_URL, Operation};
 pub use credentials::{CredentialId, Credentials};
 pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response};

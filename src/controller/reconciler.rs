@@ -179,14 +179,20 @@ impl Pass<'_> {
 
         let cloudflare = &self.ctx.cloudflare;
         let account_id = spec.account_id.as_str();
-        // More work queued on this credential than its budget serves within the
-        // interval: say so (metric, Ready message, one event), then wait our turn.
-        let backlog = cloudflare.budgets().for_credentials(&credentials).backlog();
-        let late = (backlog > self.check_interval()).then(|| {
+        // More checks on this credential than its budget serves: say so (metric,
+        // Ready message, one event); the budget then spreads the checks out.
+        let key = format!("{namespace}/{}", self.policy.name_any());
+        let demand = cloudflare
+            .budgets()
+            .record_demand(&credentials, &key, self.check_interval());
+        let late = demand.overcommitted().then(|| {
             self.ctx.metrics.late_check();
             format!(
-                "; drift checks run late: the Cloudflare request budget of this credential is overcommitted (this check waited about {}s, longer than the {}s interval); spread policies over more tokens or raise --budget-requests",
-                backlog.as_secs(),
+                "; drift checks run late: {} policies share this credential, needing {:.2} checks/s where its budget allows {:.2} requests/s, so each is checked about every {}s instead of every {}s; spread policies over more tokens or raise --budget-requests",
+                demand.policies,
+                demand.checks_per_second,
+                demand.capacity_per_second,
+                demand.effective_interval().as_secs(),
                 self.check_interval().as_secs()
             )
         });

@@ -11,3 +11,5 @@ pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials
 mod plan;
 pub mod status;
 pub use plan::{AccountPlan, plan_account};
+#[cfg(test)]
+mod properties;

@@ -1,0 +1,41 @@
+//! `keyrotor-bench [--smoke] [--operator PATH] [--out DIR]`: runs the benchmark
+//! and writes `benchmark.md` and `benchmark.json`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use keyrotor_bench::{BenchConfig, run};
+
+/// Benchmark of the keyrotor operator.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Small run (N = 50), as in the test command.
+    #[arg(long)]
+    smoke: bool,
+    /// The operator binary (a release build).
+    #[arg(long, default_value = "target/release/keyrotor")]
+    operator: PathBuf,
+    /// Where to write benchmark.md and benchmark.json.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = if args.smoke {
+        BenchConfig::smoke(args.operator)
+    } else {
+        BenchConfig::full(args.operator)
+    };
+    let report = run(&config).await?;
+    std::fs::create_dir_all(&args.out)?;
+    let markdown = report.markdown();
+    std::fs::write(args.out.join("benchmark.md"), &markdown)?;
+    std::fs::write(
+        args.out.join("benchmark.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{markdown}");
+    Ok(())
+}

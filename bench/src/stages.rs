@@ -1,0 +1,406 @@
+//! The stages: cold convergence and memory per N, rotation latency, steady
+//! state, and one credential's budget under 10,000 policies.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use keyrotor::crd::AccessKeyPolicy;
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+    runtime::watcher,
+};
+use serde_json::json;
+
+use crate::{
+    BenchConfig, floors,
+    operator::OperatorProcess,
+    report::{Budget, Convergence, Memory, Report, Rotation, Steady},
+    world::{World, is_ready},
+};
+
+/// Counts the stage's policy writes seen on a watch, and when each rotate
+/// request was first seen handled.
+struct Observer {
+    writes: Arc<AtomicU64>,
+    handled: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Observer {
+    async fn start(world: &World, namespace: &str) -> Self {
+        let writes = Arc::new(AtomicU64::new(0));
+        let handled = Arc::new(Mutex::new(HashMap::new()));
+        let api: Api<AccessKeyPolicy> = Api::namespaced(world.client.clone(), namespace);
+        let (w, h) = (writes.clone(), handled.clone());
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            let mut listed = false;
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        listed = true;
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(policy)) if listed => {
+                        w.fetch_add(1, Ordering::Relaxed);
+                        if let Some(request) =
+                            policy.status.and_then(|s| s.last_handled_rotate_request)
+                            && let Ok(mut map) = h.lock()
+                        {
+                            map.entry(request).or_insert_with(Instant::now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
+        Self {
+            writes,
+            handled,
+            task,
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn handled_at(&self, request: &str) -> Option<Instant> {
+        self.handled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(request).copied())
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs everything in order.
+pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let world = World::start(config.rtt).await?;
+    let floors = floors::measure(&world).await?;
+    eprintln!("bench: floors {floors:?}");
+    let budget_rate = 600.0 / 300.0; // the operator's default budget per credential
+    let mut report = Report::new(config, floors, budget_rate);
+    let rotation_size = config
+        .sizes
+        .iter()
+        .copied()
+        .filter(|n| *n <= 1_000)
+        .max()
+        .unwrap_or(config.sizes[0]);
+    let largest = config.sizes.iter().copied().max().unwrap_or(0);
+
+    for &n in &config.sizes {
+        let stage = n;
+        let interval = if n == rotation_size {
+            config.steady_interval
+        } else {
+            Duration::from_secs(600)
+        };
+        let credentials = config.credentials.min(n).max(1);
+        eprintln!("bench: stage N={n}: creating {n} policies over {credentials} credentials");
+        let namespace = world.create_stage(stage, n, credentials, interval).await?;
+        let observer = Observer::start(&world, &namespace).await;
+        let log = world.plane.dir().join(format!("operator-{n}.log"));
+        let mut operator = OperatorProcess::start(
+            &config.operator,
+            world.plane.kubeconfig_path(),
+            &world.sim.base_url(),
+            stage,
+            config.concurrency,
+            log,
+        )?;
+        let start = Instant::now();
+        let poll = Duration::from_millis((n as u64 / 10).clamp(100, 1000));
+        loop {
+            let policies = world.policies(&namespace).await?;
+            if policies.iter().filter(|p| is_ready(p)).count() == n {
+                break;
+            }
+            anyhow::ensure!(operator.alive(), "the operator exited:\n{}", operator.log());
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(1800),
+                "N={n} did not converge in 30 min"
+            );
+            tokio::time::sleep(poll).await;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let requests = world
+            .sim
+            .simulator()
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.account_id
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(&format!("{stage:08x}")))
+            })
+            .count();
+        report.convergence.push(Convergence::new(
+            n,
+            credentials,
+            seconds,
+            requests,
+            observer.writes(),
+            &report,
+        ));
+        eprintln!("bench: N={n} converged in {seconds:.1} s");
+
+        if n == rotation_size {
+            report.rotation =
+                Some(rotations(&world, &namespace, &observer, config, &report).await?);
+            report.steady =
+                Some(steady(&world, &namespace, &observer, &operator, n, config, stage).await?);
+        }
+        report.memory.push(Memory {
+            policies: n,
+            unrelated_secrets: 0,
+            peak_rss_mib: operator.peak_rss_kib() as f64 / 1024.0,
+        });
+
+        if n == largest && config.noise_secrets > 0 {
+            // Same policies, a fresh operator, and many Secrets it must ignore.
+            drop(operator);
+            eprintln!("bench: creating {} unrelated Secrets", config.noise_secrets);
+            world.create_noise(config.noise_secrets).await?;
+            let log = world.plane.dir().join(format!("operator-{n}-noise.log"));
+            let mut noisy = OperatorProcess::start(
+                &config.operator,
+                world.plane.kubeconfig_path(),
+                &world.sim.base_url(),
+                stage,
+                config.concurrency,
+                log,
+            )?;
+            // Long enough to list everything and re-check every policy once.
+            let settle = Duration::from_secs_f64(
+                (n as f64 / (credentials as f64 * budget_rate)).clamp(5.0, 120.0),
+            );
+            tokio::time::sleep(settle).await;
+            anyhow::ensure!(noisy.alive(), "the operator exited:\n{}", noisy.log());
+            report.memory.push(Memory {
+                policies: n,
+                unrelated_secrets: config.noise_secrets,
+                peak_rss_mib: noisy.peak_rss_kib() as f64 / 1024.0,
+            });
+            if !config.budget_window.is_zero() {
+                report.budget =
+                    Some(budget(&world, &namespace, &noisy, n, credentials, stage, config).await?);
+            }
+        }
+    }
+    report.total_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn rotations(
+    world: &World,
+    namespace: &str,
+    observer: &Observer,
+    config: &BenchConfig,
+    report: &Report,
+) -> anyhow::Result<Rotation> {
+    let api: Api<AccessKeyPolicy> = Api::namespaced(world.client.clone(), namespace);
+    let mut sent = Vec::new();
+    for i in 0..config.rotations {
+        let request = format!("bench-{i}-{}", jiff::Timestamp::now().as_nanosecond());
+        let patch =
+            json!({"metadata": {"annotations": {"keyrotor.dev/rotate-requested-at": request}}});
+        api.patch(
+            &format!("p-{i}"),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+        sent.push((request, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut latencies = Vec::new();
+    for (request, at) in &sent {
+        loop {
+            if let Some(seen) = observer.handled_at(request) {
+                latencies.push(seen.saturating_duration_since(*at));
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "rotate request {request} was not handled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let posts = world
+        .sim
+        .simulator()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    Ok(Rotation::new(latencies, posts, report))
+}
+
+async fn steady(
+    world: &World,
+    namespace: &str,
+    observer: &Observer,
+    operator: &OperatorProcess,
+    n: usize,
+    config: &BenchConfig,
+    stage: usize,
+) -> anyhow::Result<Steady> {
+    // Let the rotations' follow-up checks pass first.
+    tokio::time::sleep(config.steady_interval * 2).await;
+    let _ = namespace;
+    let prefix = format!("{stage:08x}");
+    let count_gets = || {
+        world
+            .sim
+            .simulator()
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && r.account_id
+                        .as_deref()
+                        .is_some_and(|a| a.starts_with(&prefix))
+            })
+            .count()
+    };
+    let (writes0, gets0, cpu0, t0) = (
+        observer.writes(),
+        count_gets(),
+        operator.cpu(),
+        Instant::now(),
+    );
+    tokio::time::sleep(config.steady_interval * config.steady_checks).await;
+    let elapsed = t0.elapsed();
+    let checks = elapsed.as_secs_f64() / config.steady_interval.as_secs_f64();
+    let cpu = operator.cpu().saturating_sub(cpu0);
+    Ok(Steady {
+        policies: n,
+        interval_seconds: config.steady_interval.as_secs_f64(),
+        window_seconds: elapsed.as_secs_f64(),
+        kubernetes_writes: observer.writes() - writes0,
+        gets_per_policy_per_check: (count_gets() - gets0) as f64 / (n as f64 * checks),
+        cpu_seconds_per_hour: cpu.as_secs_f64() * 3600.0 / elapsed.as_secs_f64(),
+    })
+}
+
+async fn budget(
+    world: &World,
+    namespace: &str,
+    operator: &OperatorProcess,
+    n: usize,
+    credentials: usize,
+    stage: usize,
+    config: &BenchConfig,
+) -> anyhow::Result<Budget> {
+    // Every Secret now holds the same token: one credential for all N policies.
+    let shared = World::token(stage, 0);
+    let secrets: Api<Secret> = Api::namespaced(world.client.clone(), namespace);
+    world.sim.simulator().clear_requests();
+    let started = jiff::Timestamp::now();
+    for c in 1..credentials {
+        let patch = json!({"stringData": {"apiToken": shared}});
+        secrets
+            .patch(
+                &format!("cf-{c}"),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await?;
+    }
+    // Policies the operator reconciles after the Secret change also move to the
+    // 10 minute interval the budget is judged against.
+    tokio::time::sleep(config.budget_window).await;
+    let times: Vec<jiff::Timestamp> = world
+        .sim
+        .simulator()
+        .requests()
+        .iter()
+        .filter(|r| r.credential == format!("s{stage}-c0") && r.time >= started)
+        .map(|r| r.time)
+        .collect();
+    // Largest number of requests in any 10 s window.
+    let window = jiff::SignedDuration::from_secs(10);
+    let mut max_in_window = 0;
+    let mut first = 0;
+    for last in 0..times.len() {
+        while times[last].duration_since(times[first]) > window {
+            first += 1;
+        }
+        max_in_window = max_in_window.max(last - first + 1);
+    }
+    let metrics = match operator.metrics_url() {
+        Some(url) => fetch(&url).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let late_checks = metrics
+        .lines()
+        .find(|l| l.starts_with("keyrotor_drift_checks_late_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let policies = world.policies(namespace).await?;
+    let told = policies
+        .iter()
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.message.contains("drift checks run late"))
+            })
+        })
+        .count();
+    Ok(Budget {
+        policies: n,
+        window_seconds: config.budget_window.as_secs_f64(),
+        requests: times.len(),
+        max_requests_in_10s: max_in_window,
+        allowed_in_10s: 2.0 * 10.0 + 10.0,
+        late_checks_metric: late_checks,
+        policies_told_in_condition: told,
+    })
+}
+
+async fn fetch(url: &str) -> anyhow::Result<String> {
+    // Plain HTTP/1.1 on loopback: no client library needed for one GET.
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await?;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}

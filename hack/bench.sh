@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Usage: hack/bench.sh [--smoke]
+# Builds the operator in release mode and runs the benchmark (real control plane,
+# Cloudflare simulator with 50 ms round trips, the operator as a process).
+# Writes target/bench/benchmark.md and benchmark.json; the full run takes
+# several minutes and is not part of the test command (the smoke run is).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+KEYROTOR_TOOLS_DIR=$(hack/install-tools.sh --print-dir)
+export KEYROTOR_TOOLS_DIR
+cargo build --release --locked -p keyrotor -p keyrotor-bench --bins
+target/release/keyrotor-bench --operator target/release/keyrotor --out target/bench "$@"
