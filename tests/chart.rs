@@ -3,12 +3,14 @@
 //! Pod Security `restricted`, and the CRD copies.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
 };
 
 use keyrotor_testenv::{ControlPlane, workspace_root};
+use support::kubectl_with_input;
+
+mod support;
 
 fn root() -> PathBuf {
     workspace_root()
@@ -53,28 +55,18 @@ fn rendered(plane: &ControlPlane, namespace: &str, extra: &[&str]) -> String {
 
 /// `kubectl apply --server-side --dry-run=server` of a manifest on the real server.
 fn dry_run_apply(plane: &ControlPlane, manifest: &str) -> Output {
-    let mut child = plane
-        .kubectl()
-        .args([
+    kubectl_with_input(
+        plane,
+        &[
             "apply",
             "--server-side",
             "--force-conflicts",
             "--dry-run=server",
             "-f",
             "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifest.as_bytes())
-        .expect("write manifest");
-    child.wait_with_output().expect("kubectl finishes")
+        ],
+        manifest,
+    )
 }
 
 fn kinds(manifest: &str) -> Vec<String> {
@@ -348,21 +340,7 @@ async fn the_pod_template_is_admitted_under_pod_security_restricted() {
 }
 
 fn create_pod(plane: &ControlPlane, pod: &serde_json::Value) -> Output {
-    let mut child = plane
-        .kubectl()
-        .args(["create", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(pod.to_string().as_bytes())
-        .expect("write pod");
-    child.wait_with_output().expect("kubectl finishes")
+    kubectl_with_input(plane, &["create", "-f", "-"], &pod.to_string())
 }
 
 #[tokio::test]

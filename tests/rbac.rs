@@ -4,17 +4,13 @@
 
 mod support;
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
 use kube::Api;
 use serde_json::json;
-use support::{ACCOUNT, OTHER_ACCOUNT, Scenario, condition, is_ready};
+use support::{ACCOUNT, OTHER_ACCOUNT, Scenario, condition, is_ready, kubectl_with_input};
 
 const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
 
@@ -57,22 +53,7 @@ fn apply_chart_rbac(s: &Scenario, release_ns: &str, extra: &[&str]) -> String {
         })
         .collect();
     let rbac = rbac.join("\n---");
-    let mut child = s
-        .plane
-        .kubectl()
-        .args(["apply", "--server-side", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(rbac.as_bytes())
-        .expect("write");
-    let applied = child.wait_with_output().expect("kubectl finishes");
+    let applied = kubectl_with_input(s.plane, &["apply", "--server-side", "-f", "-"], &rbac);
     assert!(
         applied.status.success(),
         "{}",

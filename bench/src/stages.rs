@@ -121,15 +121,7 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
         eprintln!("bench: stage N={n}: creating {n} policies over {credentials} credentials");
         let namespace = world.create_stage(stage, n, credentials, interval).await?;
         let observer = Observer::start(&world, &namespace).await;
-        let log = world.plane.dir().join(format!("operator-{n}.log"));
-        let mut operator = OperatorProcess::start(
-            &config.operator,
-            world.plane.kubeconfig_path(),
-            &world.sim.base_url(),
-            stage,
-            config.concurrency,
-            log,
-        )?;
+        let mut operator = start_operator(&world, config, stage, "cold")?;
         let start = Instant::now();
         let poll = Duration::from_millis((n as u64 / 10).clamp(100, 1000));
         loop {
@@ -183,15 +175,7 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
             drop(operator);
             eprintln!("bench: creating {} unrelated Secrets", config.noise_secrets);
             world.create_noise(config.noise_secrets).await?;
-            let log = world.plane.dir().join(format!("operator-{n}-noise.log"));
-            let mut noisy = OperatorProcess::start(
-                &config.operator,
-                world.plane.kubeconfig_path(),
-                &world.sim.base_url(),
-                stage,
-                config.concurrency,
-                log,
-            )?;
+            let mut noisy = start_operator(&world, config, stage, "noise")?;
             // Long enough to list everything and re-check every policy once.
             let settle = Duration::from_secs_f64(
                 (n as f64 / (credentials as f64 * budget_rate)).clamp(5.0, 120.0),
@@ -211,6 +195,26 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
     }
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The operator for one stage, logging into the control plane's directory.
+fn start_operator(
+    world: &World,
+    config: &BenchConfig,
+    stage: usize,
+    label: &str,
+) -> anyhow::Result<OperatorProcess> {
+    OperatorProcess::start(
+        &config.operator,
+        world.plane.kubeconfig_path(),
+        &world.sim.base_url(),
+        stage,
+        config.concurrency,
+        world
+            .plane
+            .dir()
+            .join(format!("operator-{stage}-{label}.log")),
+    )
 }
 
 async fn rotations(

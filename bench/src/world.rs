@@ -18,6 +18,21 @@ use serde_json::json;
 /// Objects created at once.
 const PARALLEL: usize = 64;
 
+/// Runs `make(i)` for every `i` in `items`, [`PARALLEL`] at a time; the first error wins.
+async fn for_each_parallel<F, Fut>(items: std::ops::Range<usize>, make: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    stream::iter(items)
+        .map(make)
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// The shared pieces.
 pub struct World {
     /// The real control plane.
@@ -85,27 +100,21 @@ impl World {
             sim.upsert_account(AccountSeed::new(Self::account_id(stage, i)).with_interval(42));
         }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        stream::iter(0..credentials)
-            .map(|c| {
-                let secrets = secrets.clone();
-                async move {
-                    let secret: Secret = serde_json::from_value(json!({
-                        "metadata": {"name": format!("cf-{c}")},
-                        "stringData": {"apiToken": Self::token(stage, c)},
-                    }))?;
-                    secrets.create(&PostParams::default(), &secret).await?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+        for_each_parallel(0..credentials, |c| {
+            let secrets = secrets.clone();
+            async move {
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("cf-{c}")},
+                    "stringData": {"apiToken": Self::token(stage, c)},
+                }))?;
+                secrets.create(&PostParams::default(), &secret).await?;
+                anyhow::Ok(())
+            }
+        })
+        .await?;
         let policies: Api<AccessKeyPolicy> = Api::namespaced(self.client.clone(), &namespace);
         let interval = format!("{}s", drift_interval.as_secs().max(1));
-        stream::iter(0..n)
-            .map(|i| {
+        for_each_parallel(0..n, |i| {
                 let policies = policies.clone();
                 let interval = interval.clone();
                 async move {
@@ -125,11 +134,7 @@ impl World {
                     anyhow::Ok(())
                 }
             })
-            .buffer_unordered(PARALLEL)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+            .await?;
         Ok(namespace)
     }
 
@@ -137,23 +142,18 @@ impl World {
     pub async fn create_noise(&self, count: usize) -> anyhow::Result<()> {
         let namespace = self.plane.create_namespace("bench-noise").await?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        stream::iter(0..count)
-            .map(|i| {
-                let secrets = secrets.clone();
-                async move {
-                    let secret: Secret = serde_json::from_value(json!({
-                        "metadata": {"name": format!("noise-{i}")},
-                        "stringData": {"data": "x".repeat(256)},
-                    }))?;
-                    secrets.create(&PostParams::default(), &secret).await?;
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
+        for_each_parallel(0..count, |i| {
+            let secrets = secrets.clone();
+            async move {
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("noise-{i}")},
+                    "stringData": {"data": "x".repeat(256)},
+                }))?;
+                secrets.create(&PostParams::default(), &secret).await?;
+                anyhow::Ok(())
+            }
+        })
+        .await?;
         Ok(())
     }
 

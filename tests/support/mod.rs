@@ -321,6 +321,30 @@ impl Scenario {
     }
 }
 
+/// Runs the plane's kubectl with `args`, feeding `input` on stdin.
+pub fn kubectl_with_input(
+    plane: &ControlPlane,
+    args: &[&str],
+    input: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = plane
+        .kubectl()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("kubectl finishes")
+}
+
 /// A condition of a policy by type.
 pub fn condition<'a>(
     policy: &'a AccessKeyPolicy,
