@@ -9,6 +9,10 @@ use std::{
 };
 
 use jiff::Timestamp;
+use keyrotor::{
+    crd::{AccessKeyPolicyStatus, ReadyReason},
+    reconcile::status::set_ready,
+};
 use kube::core::cel::cel;
 use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue};
 use serde_json::{Value, json};
@@ -236,8 +240,24 @@ fn healthy() -> Value {
     )
 }
 
+/// Ready False with `reason`, with the conditions the operator itself writes
+/// for it (kstatus's `Stalled` or `Reconciling` beside `Ready`); a reason the
+/// operator does not know gets the Ready condition alone.
 fn ready_false(reason: &str, message: &str) -> Value {
-    observed(2, 2, vec![condition("Ready", "False", reason, message, 2)])
+    let conditions = match ReadyReason::ALL.iter().find(|r| r.as_str() == reason) {
+        Some(known) => {
+            let mut status = AccessKeyPolicyStatus::default();
+            let at = "2026-11-26T09:00:00Z".parse().expect("timestamp");
+            set_ready(&mut status, *known, message, Some(2), at);
+            status
+                .conditions
+                .iter()
+                .map(|c| serde_json::to_value(c).expect("condition serializes"))
+                .collect()
+        }
+        None => vec![condition("Ready", "False", reason, message, 2)],
+    };
+    observed(2, 2, conditions)
 }
 
 /// Sets the rotate annotation, and optionally what the operator recorded for it.
@@ -344,7 +364,7 @@ fn cases() -> Vec<Case> {
                 "Degraded",
                 "SecretNotFound: Secret security/cloudflare-api not found",
             ),
-            kstatus: "Current",
+            kstatus: "Failed",
             flux: "Failed",
         },
         Case {
@@ -354,14 +374,14 @@ fn cases() -> Vec<Case> {
                 "Degraded",
                 "InvalidCredentials: Cloudflare refused the token (10000)",
             ),
-            kstatus: "Current",
+            kstatus: "Failed",
             flux: "Failed",
         },
         Case {
             name: "AccountNotFound",
             policy: ready_false("AccountNotFound", "account 023e... not found"),
             argo: ("Degraded", "AccountNotFound: account 023e... not found"),
-            kstatus: "Current",
+            kstatus: "Failed",
             flux: "Failed",
         },
         Case {
@@ -371,14 +391,14 @@ fn cases() -> Vec<Case> {
                 "Degraded",
                 "Conflict: the account is owned by security/older",
             ),
-            kstatus: "Current",
+            kstatus: "Failed",
             flux: "Failed",
         },
         Case {
             name: "ApiError",
             policy: ready_false("ApiError", "Cloudflare answered 502 three times"),
             argo: ("Degraded", "ApiError: Cloudflare answered 502 three times"),
-            kstatus: "Current",
+            kstatus: "InProgress",
             flux: "Failed",
         },
         Case {
@@ -392,14 +412,14 @@ fn cases() -> Vec<Case> {
             name: "RateLimited",
             policy: ready_false("RateLimited", "Cloudflare asked to wait 300s"),
             argo: ("Progressing", "RateLimited: Cloudflare asked to wait 300s"),
-            kstatus: "Current",
+            kstatus: "InProgress",
             flux: "InProgress",
         },
         Case {
             name: "Reconciling",
             policy: ready_false("Reconciling", "rotating the key"),
             argo: ("Progressing", "Reconciling: rotating the key"),
-            kstatus: "Current",
+            kstatus: "InProgress",
             flux: "InProgress",
         },
         Case {
@@ -497,7 +517,7 @@ fn cases() -> Vec<Case> {
                 "Degraded",
                 "InvalidCredentials: the Secret has both apiToken and apiKey",
             ),
-            kstatus: "Current",
+            kstatus: "Failed",
             flux: "Failed",
         },
         Case {
@@ -519,7 +539,7 @@ fn cases() -> Vec<Case> {
                 None,
             ),
             argo: ("Progressing", "rotation requested"),
-            kstatus: "Current",
+            kstatus: "InProgress",
             flux: "InProgress",
         },
     ]
@@ -592,7 +612,7 @@ fn kstatus(object: &Value) -> &'static str {
 }
 
 #[test]
-fn kstatus_alone_sees_only_the_observed_generation() {
+fn kstatus_alone_reads_the_operators_kstatus_conditions() {
     let mut wrong = String::new();
     for case in cases() {
         let got = kstatus(&case.policy);

@@ -1,12 +1,19 @@
 //! Condition types and reasons of `AccessKeyPolicy`, as the public contract names them.
 
-/// The two condition types a policy carries.
+/// The condition types a policy carries: `Ready` and `Synced` always, and
+/// kstatus's abnormal-true `Reconciling` or `Stalled` only while they are True,
+/// so that kstatus (Flux `wait`, `kubectl wait`-style tools) reads the same
+/// verdict as `Ready`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConditionType {
     /// The last reconcile of the current generation succeeded.
     Ready,
     /// The account's interval equals the spec.
     Synced,
+    /// kstatus: the operator is still working (or retrying a transient failure).
+    Reconciling,
+    /// kstatus: the operator cannot progress until a person fixes something.
+    Stalled,
 }
 
 impl ConditionType {
@@ -15,6 +22,8 @@ impl ConditionType {
         match self {
             Self::Ready => "Ready",
             Self::Synced => "Synced",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
         }
     }
 }
@@ -43,6 +52,35 @@ pub enum ReadyReason {
 }
 
 impl ReadyReason {
+    /// Every reason.
+    pub const ALL: [Self; 9] = [
+        Self::Reconciled,
+        Self::SecretNotFound,
+        Self::InvalidCredentials,
+        Self::AccountNotFound,
+        Self::Conflict,
+        Self::RateLimited,
+        Self::ApiError,
+        Self::Suspended,
+        Self::Reconciling,
+    ];
+
+    /// The kstatus condition that is True alongside this reason, if any:
+    /// `Stalled` when a person must act, `Reconciling` while the operator
+    /// retries or works; none when Ready or suspended (kstatus: Current).
+    pub fn kstatus_condition(self) -> Option<ConditionType> {
+        match self {
+            Self::SecretNotFound
+            | Self::InvalidCredentials
+            | Self::AccountNotFound
+            | Self::Conflict => Some(ConditionType::Stalled),
+            Self::RateLimited | Self::ApiError | Self::Reconciling => {
+                Some(ConditionType::Reconciling)
+            }
+            Self::Reconciled | Self::Suspended => None,
+        }
+    }
+
     /// The `reason` string, also used as event reason and metric label.
     pub fn as_str(self) -> &'static str {
         match self {

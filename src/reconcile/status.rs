@@ -41,7 +41,8 @@ pub fn set_condition(
     }
 }
 
-/// Sets `Ready`.
+/// Sets `Ready`, and kstatus's `Reconciling` or `Stalled` to match (present
+/// only while True, as kstatus expects of abnormal-true conditions).
 pub fn set_ready(
     status: &mut AccessKeyPolicyStatus,
     reason: ReadyReason,
@@ -58,6 +59,22 @@ pub fn set_ready(
         generation,
         now,
     );
+    let kstatus = reason.kstatus_condition();
+    for kind in [ConditionType::Reconciling, ConditionType::Stalled] {
+        if kstatus == Some(kind) {
+            set_condition(
+                &mut status.conditions,
+                kind,
+                true,
+                reason.as_str(),
+                message,
+                generation,
+                now,
+            );
+        } else {
+            status.conditions.retain(|c| c.type_ != kind.as_str());
+        }
+    }
 }
 
 /// Sets `Synced` from the wanted and the actual interval.
@@ -129,10 +146,20 @@ mod tests {
         let t3 = ts("2026-11-26T12:00:00Z");
         set_ready(&mut status, ReadyReason::ApiError, "boom", Some(1), t1);
         set_ready(&mut status, ReadyReason::RateLimited, "slow", Some(1), t2);
-        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(
+            status.conditions.len(),
+            2,
+            "Ready and kstatus's Reconciling"
+        );
+        assert_eq!(status.conditions[1].type_, "Reconciling");
         assert_eq!(status.conditions[0].last_transition_time, Time(t1));
         assert_eq!(status.conditions[0].reason, "RateLimited");
         set_ready(&mut status, ReadyReason::Reconciled, "ok", Some(2), t3);
+        assert_eq!(
+            status.conditions.len(),
+            1,
+            "no kstatus condition once Ready"
+        );
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.conditions[0].last_transition_time, Time(t3));
         assert_eq!(status.conditions[0].observed_generation, Some(2));
@@ -145,6 +172,29 @@ mod tests {
             ts("2026-11-27T00:00:00Z"),
         );
         assert_eq!(status, before, "a steady state rebuilds the same status");
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_the_ready_reason() {
+        let now = ts("2026-11-26T10:00:00Z");
+        for reason in ReadyReason::ALL {
+            let mut status = AccessKeyPolicyStatus::default();
+            set_ready(&mut status, ReadyReason::ApiError, "before", Some(1), now);
+            set_ready(&mut status, reason, "m", Some(1), now);
+            let kinds: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+            let expected: Vec<&str> = match reason {
+                ReadyReason::SecretNotFound
+                | ReadyReason::InvalidCredentials
+                | ReadyReason::AccountNotFound
+                | ReadyReason::Conflict => vec!["Ready", "Stalled"],
+                ReadyReason::RateLimited | ReadyReason::ApiError | ReadyReason::Reconciling => {
+                    vec!["Ready", "Reconciling"]
+                }
+                ReadyReason::Reconciled | ReadyReason::Suspended => vec!["Ready"],
+            };
+            assert_eq!(kinds, expected, "{reason:?}");
+            assert!(status.conditions.iter().skip(1).all(|c| c.status == "True"));
+        }
     }
 
     #[test]
