@@ -18,16 +18,22 @@ struct Args {
     /// Where to write benchmark.md and benchmark.json.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Only these policy counts (comma-separated), e.g. for profiling one stage.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<usize>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = if args.smoke {
+    let mut config = if args.smoke {
         BenchConfig::smoke(args.operator)
     } else {
         BenchConfig::full(args.operator)
     };
+    if !args.sizes.is_empty() {
+        config.sizes = args.sizes;
+    }
     let report = run(&config).await?;
     std::fs::create_dir_all(&args.out)?;
     let markdown = report.markdown();

@@ -15,7 +15,8 @@ pub struct Convergence {
     pub credentials: usize,
     /// Seconds from operator start until all are Ready.
     pub seconds: f64,
-    /// max(N × 2 × RTT / concurrency, N × 2 / (credentials × budget rate)): every policy needs a GET and a PUT.
+    /// max(N × 2 × RTT / concurrency, (N × 2 − credentials × burst) / (credentials × budget rate)):
+    /// every policy needs a GET and a PUT; each credential may start with a burst.
     pub floor_seconds: f64,
     /// seconds / floor.
     pub ratio: f64,
@@ -38,7 +39,9 @@ impl Convergence {
         let n = policies as f64;
         let by_latency =
             n * 2.0 * report.floors.cloudflare_rtt.as_secs_f64() / f64::from(report.concurrency);
-        let by_budget = n * 2.0 / (credentials as f64 * report.budget_rate_per_credential);
+        let burst = credentials as f64 * f64::from(report.budget_burst);
+        let by_budget =
+            (n * 2.0 - burst).max(0.0) / (credentials as f64 * report.budget_rate_per_credential);
         let floor = by_latency.max(by_budget);
         Self {
             policies,
@@ -153,6 +156,8 @@ pub struct Report {
     pub concurrency: u16,
     /// Budget per credential, requests/s.
     pub budget_rate_per_credential: f64,
+    /// Budget burst per credential.
+    pub budget_burst: u32,
     /// Simulator latency set.
     pub rtt_setting_ms: u128,
     /// Per N.
@@ -188,6 +193,7 @@ impl Report {
             floors,
             concurrency: config.concurrency,
             budget_rate_per_credential,
+            budget_burst: 10,
             rtt_setting_ms: config.rtt.as_millis(),
             convergence: Vec::new(),
             rotation: None,
@@ -232,7 +238,7 @@ impl Report {
                 c.kubernetes_writes_per_policy
             );
         }
-        out.push_str("\nFloor = max(N × 2 × RTT / concurrency, N × 2 / (credentials × budget rate)): each policy needs one GET and one PUT.\n");
+        out.push_str("\nFloor = max(N × 2 × RTT / concurrency, (N × 2 − credentials × burst) / (credentials × budget rate)): each policy needs one GET and one PUT, and each credential may start with a burst of 10.\n");
         if let Some(r) = &self.rotation {
             let _ = writeln!(
                 out,

@@ -280,6 +280,7 @@ impl RunArgs {
             settings,
             metrics: metrics.clone(),
             leader,
+            demand_cache: Default::default(),
         });
         tokio::pin!(controllers);
         tokio::select! {

@@ -90,14 +90,15 @@ impl CredentialBudget {
 }
 
 /// All credentials' budgets; callers with the same credential get the same one.
-/// Also tracks the steady demand on each credential (drift checks per second of
-/// the policies using it), to tell when the budget cannot keep up.
+/// Also remembers which credential each Secret holds, so the steady demand on
+/// a credential (drift checks per second of every policy using it) can be
+/// estimated to tell when its budget cannot keep up.
 #[derive(Debug)]
 pub struct BudgetRegistry {
     per_second: f64,
     burst: u32,
     budgets: Mutex<HashMap<CredentialId, Arc<CredentialBudget>>>,
-    demand: Mutex<HashMap<CredentialId, HashMap<String, f64>>>,
+    secrets: Mutex<HashMap<String, CredentialId>>,
 }
 
 /// A credential's steady demand against its budget.
@@ -112,6 +113,19 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// Adds up `intervals` (one per policy using the credential) against `capacity_per_second`.
+    pub fn of(intervals: impl IntoIterator<Item = Duration>, capacity_per_second: f64) -> Self {
+        let (policies, checks_per_second) =
+            intervals.into_iter().fold((0, 0.0), |(n, sum), interval| {
+                (n + 1, sum + 1.0 / interval.as_secs_f64().max(1e-3))
+            });
+        Self {
+            policies,
+            checks_per_second,
+            capacity_per_second,
+        }
+    }
+
     /// More checks are needed than the budget serves: checks will come late.
     pub fn overcommitted(&self) -> bool {
         self.checks_per_second > self.capacity_per_second
@@ -130,42 +144,20 @@ impl BudgetRegistry {
             per_second: f64::from(requests) / window.as_secs_f64().max(1e-3),
             burst,
             budgets: Mutex::new(HashMap::new()),
-            demand: Mutex::new(HashMap::new()),
+            secrets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records that `policy` checks its account every `interval` with
-    /// `credentials` (replacing what it recorded before) and returns the
-    /// credential's total demand.
-    pub fn record_demand(
-        &self,
-        credentials: &Credentials,
-        policy: &str,
-        interval: Duration,
-    ) -> Demand {
-        let mut demand = self.demand.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = credentials.id();
-        // A policy uses one credential at a time: drop it from any other.
-        for (other, policies) in demand.iter_mut() {
-            if *other != id {
-                policies.remove(policy);
-            }
-        }
-        let policies = demand.entry(id).or_default();
-        policies.insert(policy.to_owned(), 1.0 / interval.as_secs_f64().max(1e-3));
-        Demand {
-            policies: policies.len(),
-            checks_per_second: policies.values().sum(),
-            capacity_per_second: self.per_second,
-        }
+    /// Remembers that the Secret `secret` (namespace/name) holds `credentials`.
+    pub fn record_secret(&self, secret: &str, credentials: &Credentials) {
+        let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        secrets.insert(secret.to_owned(), credentials.id());
     }
 
-    /// Forgets a deleted policy's demand.
-    pub fn forget_policy(&self, policy: &str) {
-        let mut demand = self.demand.lock().unwrap_or_else(PoisonError::into_inner);
-        for policies in demand.values_mut() {
-            policies.remove(policy);
-        }
+    /// Whether the Secret `secret` was last seen holding `credentials`.
+    pub fn secret_holds(&self, secret: &str, credentials: &Credentials) -> bool {
+        let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
+        secrets.get(secret) == Some(&credentials.id())
     }
 
     /// The budget shared by every caller using `credentials`.
@@ -241,33 +233,24 @@ mod tests {
 
     #[test]
     fn demand_beyond_the_budget_is_overcommitted() {
-        let registry = BudgetRegistry::new(600, Duration::from_secs(300), 10);
-        let token = Credentials::api_token("shared");
         let ten_minutes = Duration::from_secs(600);
-        let mut last = None;
-        for i in 0..1500 {
-            last = Some(registry.record_demand(&token, &format!("ns/p{i}"), ten_minutes));
-        }
-        let demand = last.expect("recorded");
+        let demand = Demand::of(std::iter::repeat_n(ten_minutes, 1500), 2.0);
         assert_eq!(demand.policies, 1500);
         assert!((demand.checks_per_second - 2.5).abs() < 1e-9);
         assert!(demand.overcommitted());
         assert_eq!(demand.effective_interval(), Duration::from_secs(750));
-        // Moving policies to another token relieves the first.
-        let other = Credentials::api_token("other");
-        for i in 0..500 {
-            registry.record_demand(&other, &format!("ns/p{i}"), ten_minutes);
-        }
-        let relieved = registry.record_demand(&token, "ns/p1499", ten_minutes);
-        assert_eq!(relieved.policies, 1000);
-        assert!(!relieved.overcommitted());
-        registry.forget_policy("ns/p1499");
-        assert_eq!(
-            registry
-                .record_demand(&token, "ns/p1000", ten_minutes)
-                .policies,
-            999
-        );
+        assert!(!Demand::of(std::iter::repeat_n(ten_minutes, 1000), 2.0).overcommitted());
+    }
+
+    #[test]
+    fn secrets_are_mapped_to_their_credential() {
+        let registry = BudgetRegistry::default();
+        let token = Credentials::api_token("shared");
+        registry.record_secret("ns/a", &token);
+        assert!(registry.secret_holds("ns/a", &token));
+        assert!(!registry.secret_holds("ns/b", &token));
+        registry.record_secret("ns/a", &Credentials::api_token("rotated"));
+        assert!(!registry.secret_holds("ns/a", &token));
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! What every reconcile shares.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use kube::runtime::{events::Recorder, reflector::Store};
 use tokio::sync::watch;
 
-use crate::{cloudflare::CloudflareClient, crd::AccessKeyPolicy, metrics::Metrics};
+use kube::ResourceExt;
+
+use crate::{
+    cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
+    crd::AccessKeyPolicy,
+    metrics::Metrics,
+};
+
+/// How long a computed credential demand is reused: it walks every cached policy.
+const DEMAND_TTL: Duration = Duration::from_secs(5);
 
 /// Operator-wide controller settings.
 #[derive(Debug, Clone)]
@@ -41,11 +54,49 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// True while this replica holds the lease (always, without election).
     pub leader: watch::Receiver<bool>,
+    /// Recently computed demand per credential.
+    pub demand_cache: Mutex<HashMap<CredentialId, (Instant, Demand)>>,
 }
 
 impl Context {
     /// Whether this replica may reconcile and write.
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
+    }
+
+    /// The steady demand on `credentials`: the drift checks per second of every
+    /// cached policy whose Secret was last seen holding them (at least the
+    /// operator's floor apart; suspended and deleted policies make no calls).
+    pub fn credential_demand(&self, credentials: &Credentials) -> Demand {
+        let id = credentials.id();
+        let mut cache = self
+            .demand_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, demand)) = cache.get(&id)
+            && at.elapsed() < DEMAND_TTL
+        {
+            return *demand;
+        }
+        let budgets = self.cloudflare.budgets();
+        let floor = self.settings.drift_check_floor;
+        let intervals = self
+            .policies
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|p| !p.spec.suspend && p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                let secret = format!(
+                    "{}/{}",
+                    p.namespace().unwrap_or_default(),
+                    p.spec.credentials_ref.name
+                );
+                budgets.secret_holds(&secret, credentials)
+            })
+            .map(|p| p.spec.drift_check_interval.as_duration().max(floor))
+            .collect::<Vec<_>>();
+        let demand = Demand::of(intervals, budgets.per_second());
+        cache.insert(id, (Instant::now(), demand));
+        demand
     }
 }

@@ -181,10 +181,11 @@ impl Pass<'_> {
         let account_id = spec.account_id.as_str();
         // More checks on this credential than its budget serves: say so (metric,
         // Ready message, one event); the budget then spreads the checks out.
-        let key = format!("{namespace}/{}", self.policy.name_any());
-        let demand = cloudflare
-            .budgets()
-            .record_demand(&credentials, &key, self.check_interval());
+        cloudflare.budgets().record_secret(
+            &format!("{namespace}/{}", spec.credentials_ref.name),
+            &credentials,
+        );
+        let demand = self.ctx.credential_demand(&credentials);
         let late = demand.overcommitted().then(|| {
             self.ctx.metrics.late_check();
             format!(

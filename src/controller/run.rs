@@ -125,7 +125,6 @@ pub async fn run<S, G, R>(
 
     let controllers = per_scope.into_iter().map(|(scope, reader, api, writer)| {
         let metrics = ctx.metrics.clone();
-        let budgets = ctx.cloudflare.budgets().clone();
         let synced = synced.clone();
         let first_list_seen = AtomicBool::new(false);
         let policies = watcher(api, config.clone())
@@ -138,7 +137,6 @@ pub async fn run<S, G, R>(
                 Ok(watcher::Event::Delete(policy)) => {
                     let namespace = policy.namespace().unwrap_or_default();
                     metrics.forget_policy(&namespace, &policy.name_any());
-                    budgets.forget_policy(&format!("{namespace}/{}", policy.name_any()));
                 }
                 Ok(watcher::Event::InitDone) if !first_list_seen.swap(true, Ordering::AcqRel) => {
                     synced()
