@@ -87,6 +87,9 @@ impl CloudflareClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .user_agent(concat!("keyrotor/", env!("CARGO_PKG_VERSION")))
+            // Never follow a redirect: reqwest drops Authorization across
+            // origins but would carry X-Auth-Key and X-Auth-Email along.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
             http,

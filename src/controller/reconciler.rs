@@ -46,6 +46,10 @@ pub enum ReconcileError {
     /// Restoring the interval on deletion failed in a way worth retrying.
     #[error("restoring the original interval failed: {0}")]
     Restore(CloudflareError),
+    /// The object changed since the cached copy the pass decided on (409):
+    /// nothing was written; the pass runs again on the fresh object.
+    #[error("the cached AccessKeyPolicy was stale; retrying on the current one")]
+    StaleCache,
 }
 
 impl ReconcileError {
@@ -55,6 +59,15 @@ impl ReconcileError {
             Self::NoNamespace => "NoNamespace",
             Self::Kubernetes(_) => "KubernetesError",
             Self::Restore(_) => "RestoreFailed",
+            Self::StaleCache => "StaleCache",
+        }
+    }
+
+    /// A failed write: 409 means our copy was stale.
+    fn from_write(err: kube::Error) -> Self {
+        match err {
+            kube::Error::Api(status) if status.code == 409 => Self::StaleCache,
+            other => Self::Kubernetes(other),
         }
     }
 }
@@ -72,6 +85,9 @@ struct Pass<'a> {
     api: Api<AccessKeyPolicy>,
     written: AccessKeyPolicyStatus,
     status: AccessKeyPolicyStatus,
+    /// The version of the object the decisions were made on: every status write
+    /// carries it, so a write based on a stale cache fails instead of landing.
+    resource_version: Option<String>,
     events: Vec<(EventReason, String)>,
     now: Timestamp,
 }
@@ -112,7 +128,9 @@ async fn reconcile_policy(
         let action = finalize(policy, ctx, &api, &namespace).await?;
         return Ok((action, "Finalized".to_owned()));
     }
-    ensure_finalizer(policy, ctx, &api).await?;
+    let resource_version = ensure_finalizer(policy, ctx, &api)
+        .await?
+        .or_else(|| policy.resource_version());
 
     let written = policy.status.clone().unwrap_or_default();
     let mut pass = Pass {
@@ -121,6 +139,7 @@ async fn reconcile_policy(
         api,
         status: written.clone(),
         written,
+        resource_version,
         events: Vec::new(),
         now: Timestamp::now(),
     };
@@ -450,12 +469,16 @@ impl Pass<'_> {
         let patch = json!({
             "apiVersion": "keyrotor.dev/v1alpha1",
             "kind": "AccessKeyPolicy",
+            "metadata": {"resourceVersion": self.resource_version},
             "status": self.status,
         });
         let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
-        self.api
+        let updated = self
+            .api
             .patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch))
-            .await?;
+            .await
+            .map_err(ReconcileError::from_write)?;
+        self.resource_version = updated.resource_version();
         self.written = self.status.clone();
         Ok(())
     }
@@ -506,16 +529,17 @@ async fn read_credentials(
     Ok(credentials_from_secret(name, &data).map_err(CredentialsProblem::Invalid))
 }
 
-/// Adds the finalizer for `Restore`, removes it for `Orphan`.
+/// Adds the finalizer for `Restore`, removes it for `Orphan`; returns the
+/// object's new resourceVersion when it changed it.
 async fn ensure_finalizer(
     policy: &AccessKeyPolicy,
     ctx: &Context,
     api: &Api<AccessKeyPolicy>,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<String>, ReconcileError> {
     let want = policy.spec.deletion_policy == DeletionPolicy::Restore;
     let has = policy.finalizers().iter().any(|f| f == FINALIZER);
     if want == has {
-        return Ok(());
+        return Ok(None);
     }
     let mut finalizers: Vec<String> = policy
         .finalizers()
@@ -526,7 +550,7 @@ async fn ensure_finalizer(
     if want {
         finalizers.push(FINALIZER.to_owned());
     }
-    set_finalizers(policy, ctx, api, finalizers).await
+    set_finalizers(policy, ctx, api, finalizers).await.map(Some)
 }
 
 async fn set_finalizers(
@@ -534,7 +558,7 @@ async fn set_finalizers(
     _ctx: &Context,
     api: &Api<AccessKeyPolicy>,
     finalizers: Vec<String>,
-) -> Result<(), ReconcileError> {
+) -> Result<String, ReconcileError> {
     // The resourceVersion makes this fail rather than overwrite someone else's finalizer change.
     let patch = json!({
         "metadata": {
@@ -542,13 +566,15 @@ async fn set_finalizers(
             "resourceVersion": policy.resource_version(),
         }
     });
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    let updated = api
+        .patch(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(ReconcileError::from_write)?;
+    Ok(updated.resource_version().unwrap_or_default())
 }
 
 /// Deletion: with `Restore`, put the original interval back, then release the object.
@@ -640,6 +666,11 @@ pub fn error_policy(
     err: &ReconcileError,
     _ctx: Arc<Context>,
 ) -> Action {
+    if matches!(err, ReconcileError::StaleCache) {
+        // The watch brings the current object soon; try again shortly.
+        tracing::debug!("stale cache, retrying");
+        return Action::requeue(Duration::from_secs(1));
+    }
     warn!(reason = err.reason(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }

@@ -7,6 +7,9 @@ use std::{fmt, str::FromStr, time::Duration};
 /// anything else before the operator sees it.
 pub const GO_DURATION_PATTERN: &str = r"^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|µs|ms|s|m|h))+$";
 
+/// What a too-long duration in a stored object reads as: 100 years.
+const SATURATED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A non-negative duration written the way Go's `time.ParseDuration` reads it.
 /// Keeps the text it was parsed from, so a round trip never rewrites a manifest.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,7 +123,12 @@ impl serde::Serialize for GoDuration {
 impl<'de> serde::Deserialize<'de> for GoDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        match text.parse() {
+            // The schema's pattern admits lengths Go itself rejects; one such
+            // policy must not make the whole list unreadable, so it saturates.
+            Err(ParseDurationError::Overflow(_)) => Ok(Self::from_parts(&text, SATURATED)),
+            other => other.map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -186,6 +194,14 @@ mod tests {
             parse("99999999999999999999h"),
             Err(ParseDurationError::Overflow(_))
         ));
+    }
+
+    #[test]
+    fn a_stored_overlong_duration_saturates_instead_of_failing_the_list() {
+        let d: GoDuration = serde_json::from_str("\"99999999999999999999h\"").expect("reads");
+        assert_eq!(d.as_duration(), SATURATED);
+        assert_eq!(d.as_str(), "99999999999999999999h");
+        assert!(serde_json::from_str::<GoDuration>("\"10x\"").is_err());
     }
 
     #[test]

@@ -1,0 +1,1494 @@
+//! Hostile inputs, each with its exact outcome: policies the API server must
+//! refuse or prune, broken Secrets, Cloudflare answers of every odd shape (from
+//! a raw TCP server that sends exact bytes), and odd rotate annotations.
+
+mod support;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use keyrotor::{
+    cloudflare::{
+        AccountKeyConfig, BudgetRegistry, ClientSettings, CloudflareClient, CloudflareError,
+        Credentials, RetryPolicy, TransportKind,
+    },
+    crd::{AccessKeyPolicy, RotateOutcome},
+};
+use keyrotor_cloudflare_sim::AccountSeed;
+use kube::{
+    Api,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    core::DynamicObject,
+};
+use serde_json::{Value, json};
+use support::{ACCOUNT, Scenario, TOKEN, condition, is_ready};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+const FORCE: &str = "keyrotor.dev/rotate-force";
+
+// ---- helpers ----------------------------------------------------------------
+
+/// An account id of its own for case `n`, created in the simulator.
+fn account_for(s: &Scenario, n: u32) -> String {
+    let id = format!("{:032x}", 0xa000_0000_u64 + u64::from(n));
+    s.sim()
+        .upsert_account(AccountSeed::new(&id).with_interval(42));
+    id
+}
+
+fn ready_message(p: &AccessKeyPolicy) -> String {
+    condition(p, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+fn handled(p: &AccessKeyPolicy) -> Option<String> {
+    p.status
+        .as_ref()
+        .and_then(|st| st.last_handled_rotate_request.clone())
+}
+
+fn calls_for(s: &Scenario, account: &str) -> Vec<String> {
+    s.sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.account_id.as_deref() == Some(account))
+        .map(|r| r.method)
+        .collect()
+}
+
+fn dynamic_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = kube::core::ApiResource::erase::<AccessKeyPolicy>(&());
+    Api::namespaced_with(client, namespace, &resource)
+}
+
+fn api_message(err: kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    }
+}
+
+/// Creates a Secret from raw bytes (`data`, so values need not be text).
+async fn apply_binary_secret(s: &Scenario, name: &str, data: &[(&str, &[u8])]) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(s.namespace.clone()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let api: Api<Secret> = Api::namespaced(s.client.clone(), &s.namespace);
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    api.create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
+// ---- 1. Policies the API server refuses or prunes --------------------------------
+
+enum Outcome {
+    /// Refused; the message contains every one of these.
+    Rejected(&'static [&'static str]),
+    /// Accepted; the stored object passes this check (described).
+    Stored(&'static str, fn(&Value) -> bool),
+}
+
+fn valid_spec() -> Value {
+    json!({
+        "accountId": ACCOUNT,
+        "keyRotationIntervalDays": 30,
+        "credentialsRef": {"name": "cloudflare-api"},
+    })
+}
+
+fn object(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "keyrotor.dev/v1alpha1",
+        "kind": "AccessKeyPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+fn spec_with(field: &str, value: Value) -> Value {
+    let mut spec = valid_spec();
+    spec[field] = value;
+    spec
+}
+
+#[tokio::test]
+async fn hostile_policies_are_refused_or_pruned_by_the_api_server() {
+    let plane = keyrotor_testenv::shared().await;
+    let namespace = plane.create_namespace("hostile-adm").await.expect("ns");
+    let client = plane.admin_client().await.expect("client");
+    let api = dynamic_api(client.clone(), &namespace);
+    let long_name = "n".repeat(254);
+    let cases: Vec<(String, Value, Outcome)> = vec![
+        // Unknown fields are pruned (the CRD is structural, no preserve-unknown-fields).
+        (
+            "unknown-spec-field".into(),
+            object(
+                "unknown-spec-field",
+                spec_with("keyRotationIntervalDay", json!(7)),
+            ),
+            Outcome::Stored("spec.keyRotationIntervalDay pruned", |o| {
+                o["spec"].get("keyRotationIntervalDay").is_none()
+                    && o["spec"]["keyRotationIntervalDays"] == 30
+            }),
+        ),
+        (
+            "unknown-top-field".into(),
+            {
+                let mut o = object("unknown-top-field", valid_spec());
+                o["extra"] = json!({"x": 1});
+                o
+            },
+            Outcome::Stored("top-level extra pruned", |o| o.get("extra").is_none()),
+        ),
+        (
+            "credentials-ref-namespace".into(),
+            object(
+                "credentials-ref-namespace",
+                spec_with(
+                    "credentialsRef",
+                    json!({"name": "cloudflare-api", "namespace": "kube-system", "key": "x"}),
+                ),
+            ),
+            Outcome::Stored(
+                "credentialsRef.namespace/key pruned: a Secret is only ever read from the policy's own namespace",
+                |o| o["spec"]["credentialsRef"] == json!({"name": "cloudflare-api"}),
+            ),
+        ),
+        (
+            "status-on-create".into(),
+            {
+                let mut o = object("status-on-create", valid_spec());
+                o["status"] =
+                    json!({"lastHandledRotateRequest": "r1", "pendingRotation": {"request": "r9"}});
+                o
+            },
+            Outcome::Stored("status dropped on create (status subresource)", |o| {
+                o.get("status").is_none()
+            }),
+        ),
+        (
+            "null-mode".into(),
+            object("null-mode", spec_with("managementPolicy", Value::Null)),
+            Outcome::Stored("null with a default is defaulted", |o| {
+                o["spec"]["managementPolicy"] == "Manage"
+            }),
+        ),
+        (
+            "interval-float-whole".into(),
+            object(
+                "interval-float-whole",
+                spec_with("keyRotationIntervalDays", json!(30.0)),
+            ),
+            Outcome::Stored("30.0 is the integer 30", |o| {
+                o["spec"]["keyRotationIntervalDays"] == 30
+            }),
+        ),
+        (
+            "cooldown-zero".into(),
+            object("cooldown-zero", spec_with("rotationCooldown", json!("0s"))),
+            Outcome::Stored("0s cooldown is allowed", |o| {
+                o["spec"]["rotationCooldown"] == "0s"
+            }),
+        ),
+        // Refused.
+        (
+            "huge-account".into(),
+            object(
+                "huge-account",
+                spec_with("accountId", json!("a".repeat(1 << 20))),
+            ),
+            Outcome::Rejected(&["spec.accountId", "Too long"]),
+        ),
+        (
+            "huge-secret-name".into(),
+            object(
+                "huge-secret-name",
+                spec_with("credentialsRef", json!({"name": "s".repeat(254)})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "Too long"]),
+        ),
+        (
+            "huge-duration".into(),
+            object(
+                "huge-duration",
+                spec_with("driftCheckInterval", json!("1".repeat(64) + "s")),
+            ),
+            Outcome::Rejected(&["spec.driftCheckInterval", "Too long"]),
+        ),
+        (
+            "credentials-ref-string".into(),
+            object(
+                "credentials-ref-string",
+                spec_with("credentialsRef", json!("cloudflare-api")),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef", "must be of type object"]),
+        ),
+        (
+            "credentials-ref-array".into(),
+            object(
+                "credentials-ref-array",
+                spec_with("credentialsRef", json!([{"name": "a"}])),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef", "must be of type object"]),
+        ),
+        (
+            "credentials-ref-no-name".into(),
+            object(
+                "credentials-ref-no-name",
+                spec_with("credentialsRef", json!({"key": "apiToken"})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "Required"]),
+        ),
+        (
+            "credentials-ref-name-number".into(),
+            object(
+                "credentials-ref-name-number",
+                spec_with("credentialsRef", json!({"name": 5})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "must be of type string"]),
+        ),
+        (
+            "spec-array".into(),
+            object("spec-array", json!([valid_spec()])),
+            Outcome::Rejected(&["spec", "must be of type object"]),
+        ),
+        (
+            "spec-missing".into(),
+            json!({"apiVersion": "keyrotor.dev/v1alpha1", "kind": "AccessKeyPolicy", "metadata": {"name": "spec-missing"}}),
+            Outcome::Rejected(&["spec", "Required"]),
+        ),
+        (
+            "null-interval".into(),
+            object(
+                "null-interval",
+                spec_with("keyRotationIntervalDays", Value::Null),
+            ),
+            Outcome::Rejected(&["spec.keyRotationIntervalDays", "Required"]),
+        ),
+        (
+            "interval-int32-overflow".into(),
+            object(
+                "interval-int32-overflow",
+                spec_with("keyRotationIntervalDays", json!(4_294_967_326_i64)),
+            ),
+            Outcome::Rejected(&["spec.keyRotationIntervalDays", "365"]),
+        ),
+        (
+            "cooldown-negative".into(),
+            object(
+                "cooldown-negative",
+                spec_with("rotationCooldown", json!("-1h")),
+            ),
+            Outcome::Rejected(&["spec.rotationCooldown", "should match"]),
+        ),
+        (
+            "cooldown-empty".into(),
+            object("cooldown-empty", spec_with("rotationCooldown", json!(""))),
+            Outcome::Rejected(&["spec.rotationCooldown", "should match"]),
+        ),
+        (
+            "cooldown-number".into(),
+            object(
+                "cooldown-number",
+                spec_with("rotationCooldown", json!(3600)),
+            ),
+            Outcome::Rejected(&["spec.rotationCooldown", "must be of type string"]),
+        ),
+        (
+            "suspend-number".into(),
+            object("suspend-number", spec_with("suspend", json!(1))),
+            Outcome::Rejected(&["spec.suspend", "must be of type boolean"]),
+        ),
+        (
+            "mode-lowercase".into(),
+            object(
+                "mode-lowercase",
+                spec_with("managementPolicy", json!("manage")),
+            ),
+            Outcome::Rejected(&["spec.managementPolicy", "Unsupported value"]),
+        ),
+        (
+            "deletion-lowercase".into(),
+            object(
+                "deletion-lowercase",
+                spec_with("deletionPolicy", json!("restore")),
+            ),
+            Outcome::Rejected(&["spec.deletionPolicy", "Unsupported value"]),
+        ),
+        (
+            "account-whitespace".into(),
+            object(
+                "account-whitespace",
+                spec_with("accountId", json!(format!(" {}", &ACCOUNT[1..]))),
+            ),
+            Outcome::Rejected(&["spec.accountId", "should match"]),
+        ),
+        (
+            "account-cyrillic".into(),
+            // 32 characters, one of them a Cyrillic "е" that looks like "e".
+            object(
+                "account-cyrillic",
+                spec_with("accountId", json!("023\u{435}105f4ecef8ad9ca31a8372d0c353")),
+            ),
+            Outcome::Rejected(&["spec.accountId"]),
+        ),
+        (
+            long_name.clone(),
+            object(&long_name, valid_spec()),
+            Outcome::Rejected(&["metadata.name", "must be no more than 253 characters"]),
+        ),
+        (
+            "Upper-Case".into(),
+            object("Upper-Case", valid_spec()),
+            Outcome::Rejected(&["metadata.name", "lowercase RFC 1123 subdomain"]),
+        ),
+        (
+            "under_score".into(),
+            object("under_score", valid_spec()),
+            Outcome::Rejected(&["metadata.name", "lowercase RFC 1123 subdomain"]),
+        ),
+        (
+            "other-namespace".into(),
+            {
+                let mut o = object("other-namespace", valid_spec());
+                o["metadata"]["namespace"] = json!("kube-system");
+                o
+            },
+            Outcome::Rejected(&["does not match the namespace"]),
+        ),
+        (
+            "bad-annotation-key".into(),
+            {
+                let mut o = object("bad-annotation-key", valid_spec());
+                o["metadata"]["annotations"] = json!({"keyrotor.dev/rotate requested": "x"});
+                o
+            },
+            Outcome::Rejected(&["metadata.annotations", "Invalid value"]),
+        ),
+        (
+            "annotations-over-256k".into(),
+            {
+                let mut o = object("annotations-over-256k", valid_spec());
+                o["metadata"]["annotations"] = json!({ROTATE: "x".repeat(300 * 1024)});
+                o
+            },
+            Outcome::Rejected(&["metadata.annotations", "Too long", "262144"]),
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, body, outcome) in &cases {
+        let object: DynamicObject = serde_json::from_value(body.clone()).expect("object");
+        let result = api.create(&PostParams::default(), &object).await;
+        match (outcome, result) {
+            (Outcome::Rejected(parts), Err(err)) => {
+                let message = api_message(err);
+                for part in *parts {
+                    assert!(
+                        message.contains(part),
+                        "{name}: message lacks {part:?}: {message}"
+                    );
+                }
+                report.push(format!("{name}: rejected: {message}"));
+            }
+            (Outcome::Stored(what, check), Ok(_)) => {
+                let stored = api.get(name).await.expect("stored");
+                let stored = serde_json::to_value(&stored).expect("json");
+                assert!(check(&stored), "{name}: {what}: {stored}");
+                report.push(format!("{name}: stored: {what}"));
+            }
+            (Outcome::Rejected(_), Ok(_)) => panic!("{name} must be rejected"),
+            (Outcome::Stored(..), Err(err)) => {
+                panic!("{name} must be accepted: {}", api_message(err))
+            }
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(cases.len(), 32);
+
+    // Server-side apply with strict field validation (kubectl's default) refuses them outright.
+    let strict = api
+        .patch(
+            "strict",
+            &PatchParams::apply("hostile").validation_strict(),
+            &Patch::Apply(object(
+                "strict",
+                spec_with("keyRotationIntervalDay", json!(7)),
+            )),
+        )
+        .await
+        .map(|_| ())
+        .map_err(api_message);
+    let message = strict.expect_err("strict validation refuses unknown fields");
+    assert!(
+        message.contains(".spec.keyRotationIntervalDay: field not declared in schema"),
+        "{message}"
+    );
+    // The status cannot be forged through the main resource either.
+    let typed: Api<AccessKeyPolicy> = Api::namespaced(client, &namespace);
+    typed
+        .patch(
+            "cooldown-zero",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"lastHandledRotateRequest": "forged"}})),
+        )
+        .await
+        .expect("patch accepted");
+    assert!(
+        typed
+            .get("cooldown-zero")
+            .await
+            .expect("get")
+            .status
+            .is_none(),
+        "status written through the main resource"
+    );
+}
+
+// ---- 2. Policies the server accepts and the operator must survive --------------
+
+/// Durations near Go's limit pass the schema; the operator must neither crash
+/// nor stop reconciling the namespace because of one such policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_at_the_edge_of_the_schema_are_survived() {
+    let mut s = Scenario::new("hostile-dur").await;
+    s.apply_token_secret().await;
+    s.start_operator();
+    // 100000h (11 years): a requeue that far ahead must not panic the scheduler.
+    let far = account_for(&s, 1);
+    s.create_policy(
+        "far-drift",
+        json!({"accountId": far, "driftCheckInterval": "100000h"}),
+    )
+    .await;
+    let p = s.wait_for("far-drift", "Ready", is_ready).await;
+    assert_eq!(
+        ready_message(&p),
+        "the account rotates its key every 30 days"
+    );
+    // 1ns: checked at the floor, and the Ready message says so.
+    let tiny = account_for(&s, 2);
+    s.create_policy(
+        "tiny-drift",
+        json!({"accountId": tiny, "driftCheckInterval": "1ns"}),
+    )
+    .await;
+    let p = s.wait_for("tiny-drift", "Ready", is_ready).await;
+    assert_eq!(
+        ready_message(&p),
+        "the account rotates its key every 30 days; checked every 1s, the operator's floor, not every 1ns"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let operator = s.operator.as_mut().expect("operator");
+    assert_eq!(
+        operator.wait_exit(Duration::ZERO).await,
+        None,
+        "operator died:\n{}",
+        operator.log()
+    );
+}
+
+/// `rotationCooldown: 2562048h` matches the schema's pattern and length but is
+/// beyond what the operator's duration type holds (Go's limit, about 292
+/// years): the object cannot be read, and the watch of the whole scope breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_policy_with_an_unparseable_duration_does_not_stop_the_others() {
+    let mut s = Scenario::new("hostile-poison").await;
+    s.apply_token_secret().await;
+    let api = dynamic_api(s.client.clone(), &s.namespace);
+    let mut poison = object("poison", valid_spec());
+    poison["spec"]["rotationCooldown"] = json!("2562048h");
+    let poison: DynamicObject = serde_json::from_value(poison).expect("object");
+    api.create(&PostParams::default(), &poison)
+        .await
+        .expect("the API server accepts it");
+    s.start_operator();
+    let other = account_for(&s, 3);
+    s.create_policy("healthy", json!({"accountId": other}))
+        .await;
+    s.wait_for("healthy", "Ready despite the poison policy", is_ready)
+        .await;
+}
+
+// ---- 3. Secrets ------------------------------------------------------------------
+
+/// Secret name, its data, the expected Ready reason and message (None: Ready True).
+type SecretCase<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, &'a str, Option<&'a str>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_secrets_each_give_their_exact_reason_and_no_cloudflare_call() {
+    let mut s = Scenario::new("hostile-sec").await;
+    let huge = vec![b'a'; 5000];
+    let over_limit = vec![b'a'; 1024 * 1024 + 1];
+    let cases: Vec<SecretCase> = vec![
+        (
+            "wrong-key",
+            vec![("apitoken", TOKEN.as_bytes())],
+            "InvalidCredentials",
+            Some("Secret wrong-key has no apiToken, nor apiKey and email (keys present: apitoken)"),
+        ),
+        (
+            "no-data",
+            vec![],
+            "InvalidCredentials",
+            Some("Secret no-data has no apiToken, nor apiKey and email (keys present: none)"),
+        ),
+        (
+            "empty",
+            vec![("apiToken", &b""[..])],
+            "InvalidCredentials",
+            Some("Secret empty key apiToken is empty"),
+        ),
+        (
+            "only-space",
+            vec![("apiToken", &b" \n\t "[..])],
+            "InvalidCredentials",
+            Some("Secret only-space key apiToken is empty"),
+        ),
+        (
+            "inner-space",
+            vec![("apiToken", &b"tok en"[..])],
+            "InvalidCredentials",
+            Some("Secret inner-space key apiToken contains whitespace or control characters"),
+        ),
+        (
+            "nul-byte",
+            vec![("apiToken", &b"tok\0en"[..])],
+            "InvalidCredentials",
+            Some("Secret nul-byte key apiToken contains whitespace or control characters"),
+        ),
+        (
+            "not-utf8",
+            vec![("apiToken", &b"\xff\xfe\x41"[..])],
+            "InvalidCredentials",
+            Some("Secret not-utf8 key apiToken is not UTF-8 text"),
+        ),
+        (
+            "huge",
+            vec![("apiToken", huge.as_slice())],
+            "InvalidCredentials",
+            Some("Secret huge key apiToken is longer than 4096 bytes"),
+        ),
+        (
+            "key-no-email",
+            vec![("apiKey", support::API_KEY.as_bytes())],
+            "InvalidCredentials",
+            Some(
+                "Secret key-no-email has apiKey but not email; a global key needs both apiKey and email",
+            ),
+        ),
+        (
+            "token-and-email",
+            vec![
+                ("apiToken", TOKEN.as_bytes()),
+                ("email", support::EMAIL.as_bytes()),
+            ],
+            "InvalidCredentials",
+            Some(
+                "Secret token-and-email holds both apiToken and apiKey/email; keep exactly one kind",
+            ),
+        ),
+        ("padded-token", vec![], "Reconciled", None),
+        ("padded-key", vec![], "Reconciled", None),
+    ];
+    let padded_token = format!("\n  {TOKEN} \r\n");
+    let padded_key = format!("\t{} \n", support::API_KEY);
+    let padded_email = format!(" {}\n", support::EMAIL);
+    for (name, data, _, _) in &cases {
+        match *name {
+            "padded-token" => {
+                apply_binary_secret(&s, name, &[("apiToken", padded_token.as_bytes())]).await;
+            }
+            "padded-key" => {
+                apply_binary_secret(
+                    &s,
+                    name,
+                    &[
+                        ("apiKey", padded_key.as_bytes()),
+                        ("email", padded_email.as_bytes()),
+                    ],
+                )
+                .await;
+            }
+            _ => apply_binary_secret(&s, name, data).await,
+        }
+    }
+    // The API server itself refuses a Secret over 1 MiB.
+    let api: Api<Secret> = Api::namespaced(s.client.clone(), &s.namespace);
+    let too_big = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("too-big".into()),
+            ..Default::default()
+        },
+        data: Some([("apiToken".to_owned(), ByteString(over_limit))].into()),
+        ..Default::default()
+    };
+    let refused = api
+        .create(&PostParams::default(), &too_big)
+        .await
+        .map(|_| ())
+        .map_err(api_message)
+        .expect_err("over 1 MiB");
+    assert!(
+        refused.contains("Too long") && refused.contains("1048576"),
+        "{refused}"
+    );
+
+    s.start_operator();
+    let mut accounts = Vec::new();
+    for (n, (name, _, _, _)) in cases.iter().enumerate() {
+        let account = account_for(&s, 100 + n as u32);
+        s.create_policy(
+            name,
+            json!({"accountId": account, "credentialsRef": {"name": name}, "driftCheckInterval": "1h"}),
+        )
+        .await;
+        accounts.push(account);
+    }
+    // A reference to a Secret that does not exist, by an odd but schema-valid name.
+    let missing_account = account_for(&s, 150);
+    s.create_policy(
+        "odd-ref",
+        json!({"accountId": missing_account, "credentialsRef": {"name": "No_Such.Secret"}}),
+    )
+    .await;
+
+    for ((name, _, reason, message), account) in cases.iter().zip(&accounts) {
+        let p = s.wait_ready_reason(name, reason).await;
+        match message {
+            Some(message) => {
+                assert_eq!(ready_message(&p), *message, "{name}");
+                assert!(
+                    calls_for(&s, account).is_empty(),
+                    "{name}: Cloudflare was called"
+                );
+            }
+            None => assert_eq!(calls_for(&s, account), ["GET", "PUT"], "{name}"),
+        }
+    }
+    let p = s.wait_ready_reason("odd-ref", "SecretNotFound").await;
+    assert_eq!(
+        ready_message(&p),
+        format!(
+            "Secret No_Such.Secret not found in namespace {}; create it with key apiToken (or apiKey and email)",
+            s.namespace
+        )
+    );
+    assert!(calls_for(&s, &missing_account).is_empty());
+    // The trimmed credentials were recognised as the configured ones.
+    let credentials: Vec<String> = s
+        .sim()
+        .requests()
+        .into_iter()
+        .map(|r| r.credential)
+        .collect();
+    assert!(
+        credentials.contains(&"scenario".to_owned()) && credentials.contains(&"legacy".to_owned())
+    );
+    assert!(
+        !credentials.iter().any(|c| c == "unknown"),
+        "{credentials:?}"
+    );
+    s.assert_log_has_no_secret();
+}
+
+// ---- 4. Cloudflare answers of every odd shape -------------------------------------
+
+/// What the canned server answers.
+#[derive(Clone)]
+enum Reply {
+    /// These exact bytes (a whole HTTP response), then close.
+    Bytes(Vec<u8>),
+    /// These bytes (status line and headers), then body bytes until the client leaves.
+    Endless { head: Vec<u8>, chunked: bool },
+    /// Read the request, never answer.
+    Hang,
+}
+
+/// One request the canned server read.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    head: String,
+}
+
+/// A raw HTTP/1.1 server on loopback that answers each request from a route function.
+struct Canned {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    written: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Canned {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Canned {
+    async fn start(route: impl Fn(&str, &str) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(AtomicUsize::new(0));
+        let route = Arc::new(route);
+        let task = {
+            let (seen, written) = (seen.clone(), written.clone());
+            tokio::spawn(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    let (seen, written, route) = (seen.clone(), written.clone(), route.clone());
+                    tokio::spawn(async move {
+                        serve(socket, &*route, &seen, &written).await;
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            seen,
+            written,
+            task,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/client/v4", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.seen().iter().filter(|r| r.method == method).count()
+    }
+}
+
+async fn serve(
+    mut socket: TcpStream,
+    route: &(dyn Fn(&str, &str) -> Reply + Send + Sync),
+    seen: &Mutex<Vec<Seen>>,
+    written: &AtomicUsize,
+) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+        if buffer.len() > 64 * 1024 {
+            return;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or_default().to_owned();
+    let path = words.next().unwrap_or_default().to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let reply = route(&method, &path);
+    seen.lock().expect("lock").push(Seen { method, head });
+    match reply {
+        Reply::Bytes(bytes) => {
+            if socket.write_all(&bytes).await.is_ok() {
+                written.fetch_add(bytes.len(), Ordering::Relaxed);
+            }
+            let _ = socket.shutdown().await;
+        }
+        Reply::Endless { head, chunked } => {
+            if socket.write_all(&head).await.is_err() {
+                return;
+            }
+            let mut body = b"{\"success\":true,\"result\":{\"padding\":\"".to_vec();
+            body.resize(64 * 1024, b'a');
+            let piece = if chunked {
+                let mut framed = format!("{:x}\r\n", body.len()).into_bytes();
+                framed.extend_from_slice(&body);
+                framed.extend_from_slice(b"\r\n");
+                framed
+            } else {
+                body
+            };
+            // Stop at 256 MiB whatever happens: the test must stay bounded.
+            while written.load(Ordering::Relaxed) < 256 << 20 {
+                if socket.write_all(&piece).await.is_err() {
+                    return;
+                }
+                written.fetch_add(piece.len(), Ordering::Relaxed);
+            }
+        }
+        Reply::Hang => std::future::pending::<()>().await,
+    }
+}
+
+fn http(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn json_200(body: &str) -> Reply {
+    Reply::Bytes(http(
+        "200 OK",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    ))
+}
+
+fn ok_result(result: &str) -> Reply {
+    json_200(&format!(
+        r#"{{"success":true,"errors":[],"messages":[],"result":{result}}}"#
+    ))
+}
+
+const HTML: &str = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>";
+const GOOD: &str = r#"{"key_rotation_interval_days":30,"days_until_next_rotation":12,"last_key_rotation_at":"2026-11-14T09:12:44.5Z"}"#;
+
+fn ts(text: &str) -> jiff::Timestamp {
+    text.parse().expect("timestamp")
+}
+
+fn config(interval: Option<i64>, days: Option<f64>, last: Option<&str>) -> AccountKeyConfig {
+    AccountKeyConfig {
+        key_rotation_interval_days: interval,
+        days_until_next_rotation: days,
+        last_key_rotation_at: last.map(ts),
+    }
+}
+
+fn malformed(status: u16, detail: &str) -> Result<AccountKeyConfig, CloudflareError> {
+    Err(CloudflareError::Malformed {
+        status,
+        detail: detail.to_owned(),
+    })
+}
+
+const NOT_A_TIMESTAMP: &str =
+    "`last_key_rotation_at` is not a timestamp; without it a rotation cannot be verified";
+const HTML_DETAIL: &str = "body is HTML, not JSON (a proxy or error page)";
+
+fn client_for(base_url: &str, request_timeout: Duration) -> CloudflareClient {
+    CloudflareClient::new(
+        &ClientSettings {
+            base_url: base_url.to_owned(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout,
+            retry: RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(40),
+            },
+        },
+        Arc::new(BudgetRegistry::new(1000, Duration::from_secs(1), 100)),
+    )
+    .expect("client")
+}
+
+/// Which call a case makes.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Get,
+    Rotate,
+}
+
+type Check = Box<dyn Fn(&Result<AccountKeyConfig, CloudflareError>) -> bool + Send>;
+
+enum Want {
+    Exact(Result<AccountKeyConfig, CloudflareError>),
+    Matches(&'static str, Check),
+}
+
+#[tokio::test]
+async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
+    let server_502_html = http(
+        "502 Bad Gateway",
+        &[("Content-Type", "text/html")],
+        HTML.as_bytes(),
+    );
+    // name, call, reply, expected result, expected number of requests
+    let cases: Vec<(&str, Call, Reply, Want, usize)> = vec![
+        ("html 200", Call::Get, Reply::Bytes(http("200 OK", &[("Content-Type", "text/html")], HTML.as_bytes())), Want::Exact(malformed(200, HTML_DETAIL)), 1),
+        (
+            "html 502 is retried, then a server error",
+            Call::Get,
+            Reply::Bytes(server_502_html.clone()),
+            Want::Exact(Err(CloudflareError::Server { status: 502, code: None, message: HTML_DETAIL.into(), attempts: 4 })),
+            4,
+        ),
+        (
+            "html 502 on rotate is never retried",
+            Call::Rotate,
+            Reply::Bytes(server_502_html),
+            Want::Exact(Err(CloudflareError::Server { status: 502, code: None, message: HTML_DETAIL.into(), attempts: 1 })),
+            1,
+        ),
+        ("truncated json", Call::Get, json_200(r#"{"success":true,"result":{"key_rot"#), Want::Exact(malformed(200, "body is not valid JSON (truncated or corrupt)")), 1),
+        ("empty body", Call::Get, json_200(""), Want::Exact(malformed(200, "empty body")), 1),
+        ("204 no content", Call::Get, Reply::Bytes(http("204 No Content", &[], b"")), Want::Exact(malformed(204, "empty body")), 1),
+        ("json with a byte-order mark", Call::Get, json_200(&format!("\u{feff}{{\"success\":true,\"result\":{GOOD}}}")), Want::Exact(malformed(200, "body is not valid JSON (truncated or corrupt)")), 1),
+        (
+            "wrong types are read as absent",
+            Call::Get,
+            ok_result(r#"{"key_rotation_interval_days":"30","days_until_next_rotation":"12","last_key_rotation_at":"2026-11-14T09:12:44Z"}"#),
+            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44Z")))),
+            1,
+        ),
+        (
+            "negative numbers are kept as sent",
+            Call::Get,
+            ok_result(r#"{"key_rotation_interval_days":-5,"days_until_next_rotation":-3,"last_key_rotation_at":"2026-11-14T09:12:44Z"}"#),
+            Want::Exact(Ok(config(Some(-5), Some(-3.0), Some("2026-11-14T09:12:44Z")))),
+            1,
+        ),
+        (
+            "huge numbers: a non-integral interval is absent, days kept",
+            Call::Get,
+            ok_result(r#"{"key_rotation_interval_days":1e300,"days_until_next_rotation":1e308,"last_key_rotation_at":null}"#),
+            Want::Exact(Ok(config(None, Some(1e308), None))),
+            1,
+        ),
+        (
+            "i64::MAX interval is an integer, beyond it is absent",
+            Call::Get,
+            ok_result(r#"{"key_rotation_interval_days":9223372036854775807,"days_until_next_rotation":18446744073709551616}"#),
+            Want::Exact(Ok(config(Some(i64::MAX), Some(18_446_744_073_709_551_616.0), None))),
+            1,
+        ),
+        (
+            "success false with status 200 is a refusal",
+            Call::Get,
+            json_200(r#"{"success":false,"errors":[{"code":1234,"message":"nope"}],"messages":[],"result":null}"#),
+            Want::Exact(Err(CloudflareError::Rejected { status: 200, code: Some(1234), message: "nope".into(), pointer: None })),
+            1,
+        ),
+        (
+            "success false with status 200 and an auth code",
+            Call::Get,
+            json_200(r#"{"success":false,"errors":[{"code":9109,"message":"Invalid access token"}],"result":null}"#),
+            Want::Exact(Err(CloudflareError::Authentication { status: 200, code: Some(9109), message: "Invalid access token".into() })),
+            1,
+        ),
+        (
+            "success false without errors",
+            Call::Get,
+            json_200(r#"{"success":false}"#),
+            Want::Exact(Err(CloudflareError::Rejected { status: 200, code: None, message: "HTTP 200 without an error message".into(), pointer: None })),
+            1,
+        ),
+        ("missing result", Call::Get, json_200(r#"{"success":true,"errors":[]}"#), Want::Exact(malformed(200, "the response has no `result` object")), 1),
+        ("null result", Call::Get, json_200(r#"{"success":true,"result":null}"#), Want::Exact(malformed(200, "the response has no `result` object")), 1),
+        ("array result", Call::Get, json_200(&format!(r#"{{"success":true,"result":[{GOOD}]}}"#)), Want::Exact(malformed(200, "the response has no `result` object")), 1),
+        (
+            "success as a string is not false",
+            Call::Get,
+            json_200(&format!(r#"{{"success":"yes","result":{GOOD}}}"#)),
+            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44.5Z")))),
+            1,
+        ),
+        (
+            "unknown fields everywhere are ignored",
+            Call::Get,
+            json_200(r#"{"success":true,"errors":[],"messages":[{"code":1,"message":"hi"}],"result_info":{"page":1},"result":{"key_rotation_interval_days":30,"days_until_next_rotation":12,"last_key_rotation_at":"2026-11-14T09:12:44Z","new_field":{"deep":[1,2,3]},"aud":"x"},"zzz":null}"#),
+            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44Z")))),
+            1,
+        ),
+        (
+            "date with a space and no zone is UTC",
+            Call::Get,
+            ok_result(r#"{"last_key_rotation_at":"2026-11-14 09:12:44"}"#),
+            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44Z")))),
+            1,
+        ),
+        (
+            "date with an offset",
+            Call::Get,
+            ok_result(r#"{"last_key_rotation_at":"2026-11-14T09:12:44+02:00"}"#),
+            Want::Exact(Ok(config(None, None, Some("2026-11-14T07:12:44Z")))),
+            1,
+        ),
+        (
+            "date with nanoseconds",
+            Call::Get,
+            ok_result(r#"{"last_key_rotation_at":"2026-11-14T09:12:44.123456789Z"}"#),
+            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44.123456789Z")))),
+            1,
+        ),
+        ("date day-first is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":"14/11/2026"}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
+        ("date as epoch seconds is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":1763111564}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
+        ("date empty is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":""}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
+        (
+            "429 with a Retry-After that is not a number waits 300 s",
+            Call::Get,
+            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "soon")], b"")),
+            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(300) })),
+            1,
+        ),
+        (
+            "429 with an HTTP-date Retry-After waits 300 s",
+            Call::Get,
+            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "Wed, 21 Oct 2026 07:28:00 GMT")], b"")),
+            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(300) })),
+            1,
+        ),
+        (
+            "429 with an absurd Retry-After is capped at an hour",
+            Call::Get,
+            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "18446744073709551615")], b"")),
+            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(3600) })),
+            1,
+        ),
+        (
+            "a 404 HTML page from a proxy reads as account not found",
+            Call::Get,
+            Reply::Bytes(http("404 Not Found", &[("Content-Type", "text/html")], HTML.as_bytes())),
+            Want::Exact(Err(CloudflareError::AccountNotFound { status: 404, code: None, message: HTML_DETAIL.into() })),
+            1,
+        ),
+        (
+            "an odd 4xx is a rejected request",
+            Call::Get,
+            Reply::Bytes(http("418 I'm a teapot", &[], b"short and stout")),
+            Want::Exact(Err(CloudflareError::Rejected { status: 418, code: None, message: "body is not valid JSON (truncated or corrupt)".into(), pointer: None })),
+            1,
+        ),
+        (
+            "an error message of a megabyte is cut to 512 characters",
+            Call::Get,
+            json_200(&format!(r#"{{"success":false,"errors":[{{"code":1,"message":"{}"}}]}}"#, "m".repeat(1_000_000))),
+            Want::Matches("Rejected with a 513-character message", Box::new(|r| matches!(r, Err(CloudflareError::Rejected { message, .. }) if message.chars().count() == 513))),
+            1,
+        ),
+        (
+            "a body declared as 64 MiB is not read whole",
+            Call::Get,
+            Reply::Endless { head: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 67108864\r\n\r\n".to_vec(), chunked: false },
+            Want::Exact(malformed(200, "body larger than 1048576 bytes, not read")),
+            1,
+        ),
+        (
+            "an endless chunked body is not read whole",
+            Call::Get,
+            Reply::Endless { head: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), chunked: true },
+            Want::Exact(malformed(200, "body larger than 1048576 bytes, not read")),
+            1,
+        ),
+        (
+            "garbage instead of HTTP is a transport error, retried",
+            Call::Get,
+            Reply::Bytes(b"HELLO THERE\r\n\r\n".to_vec()),
+            Want::Matches("Transport after 4 attempts", Box::new(|r| matches!(r, Err(CloudflareError::Transport { attempts: 4, .. })))),
+            4,
+        ),
+        (
+            "HTTP/1.0 without a length is read to the end",
+            Call::Get,
+            Reply::Bytes(format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{{\"success\":true,\"result\":{GOOD}}}").into_bytes()),
+            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44.5Z")))),
+            1,
+        ),
+    ];
+    let count = cases.len();
+    for (name, call, reply, want, requests) in cases {
+        let server = Canned::start(move |_, _| reply.clone()).await;
+        let client = client_for(&server.base_url(), Duration::from_secs(5));
+        let credentials = Credentials::api_token(TOKEN);
+        let started = Instant::now();
+        let result = match call {
+            Call::Get => client.get_config(&credentials, ACCOUNT).await,
+            Call::Rotate => client.rotate(&credentials, ACCOUNT).await,
+        };
+        match want {
+            Want::Exact(expected) => assert_eq!(result, expected, "{name}"),
+            Want::Matches(what, check) => {
+                assert!(check(&result), "{name}: want {what}, got {result:?}")
+            }
+        }
+        assert_eq!(server.seen().len(), requests, "{name}: requests made");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        if name.contains("not read whole") {
+            let written = server.written.load(Ordering::Relaxed);
+            assert!(
+                written < 16 << 20,
+                "{name}: the server got {written} bytes out"
+            );
+        }
+        if let Err(err) = &result {
+            let printed = format!("{err} {err:?}");
+            assert!(
+                !printed.contains(TOKEN),
+                "{name}: the token is in the error"
+            );
+        }
+    }
+    assert_eq!(count, 35);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_and_a_hanging_rotate_is_not_retried() {
+    let server = Canned::start(|_, _| Reply::Hang).await;
+    let client = client_for(&server.base_url(), Duration::from_millis(500));
+    let credentials = Credentials::api_token(TOKEN);
+    let started = Instant::now();
+    let get = client.get_config(&credentials, ACCOUNT).await;
+    assert!(
+        matches!(
+            get,
+            Err(CloudflareError::Transport {
+                kind: TransportKind::Timeout,
+                attempts: 4,
+                ..
+            })
+        ),
+        "{get:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let rotate = client.rotate(&credentials, ACCOUNT).await;
+    assert!(
+        matches!(
+            rotate,
+            Err(CloudflareError::Transport {
+                kind: TransportKind::Timeout,
+                attempts: 1,
+                ..
+            })
+        ),
+        "{rotate:?}"
+    );
+    assert_eq!(server.count("GET"), 4);
+    assert_eq!(
+        server.count("POST"),
+        1,
+        "a POST that may have landed is never repeated blindly"
+    );
+}
+
+/// A redirect from "Cloudflare" to another origin must not carry the
+/// credentials there. reqwest drops `Authorization` on a cross-origin redirect
+/// but not the global key's custom headers.
+#[tokio::test]
+async fn a_redirect_never_carries_the_credentials_to_another_origin() {
+    let elsewhere = Canned::start(|_, _| ok_result(GOOD)).await;
+    let target = format!("{}/accounts/{ACCOUNT}/access/keys", elsewhere.base_url());
+    let cloudflare = Canned::start(move |_, _| {
+        Reply::Bytes(http(
+            "307 Temporary Redirect",
+            &[("Location", target.as_str())],
+            b"",
+        ))
+    })
+    .await;
+    let client = client_for(&cloudflare.base_url(), Duration::from_secs(2));
+    for credentials in [
+        Credentials::api_token(TOKEN),
+        Credentials::global_key(support::API_KEY, support::EMAIL),
+    ] {
+        let _ = client.get_config(&credentials, ACCOUNT).await;
+    }
+    let leaked: Vec<&str> = elsewhere
+        .seen()
+        .iter()
+        .flat_map(|seen| {
+            [
+                (TOKEN, "the token"),
+                (support::API_KEY, "the global key"),
+                (support::EMAIL, "the email"),
+            ]
+            .into_iter()
+            .filter(|(secret, _)| seen.head.contains(secret))
+            .map(|(_, what)| what)
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "a redirect carried {leaked:?} to another origin ({} requests arrived there)",
+        elsewhere.seen().len()
+    );
+}
+
+/// The operator against a server of odd answers, one account per answer and
+/// one token per policy (so one policy's 429 does not block the others): each
+/// policy ends in its exact Ready reason and message, and the process lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_survives_odd_answers_with_exact_reasons() {
+    let mut s = Scenario::new("hostile-cf").await;
+    let accounts: Vec<String> = (0..4).map(|n| format!("{:032x}", 0xc000_u64 + n)).collect();
+    let routes = accounts.clone();
+    let server = Canned::start(move |method, path| {
+        let which = routes.iter().position(|a| path.contains(a.as_str()));
+        match (which, method) {
+            (Some(0), _) => Reply::Bytes(http("200 OK", &[("Content-Type", "text/html")], HTML.as_bytes())),
+            (Some(1), _) => Reply::Bytes(http(
+                "429 Too Many Requests",
+                &[("Retry-After", "18446744073709551615")],
+                b"",
+            )),
+            // Yesterday's rotation in a format nobody can read; a POST would succeed.
+            (Some(2), "GET") => ok_result(r#"{"key_rotation_interval_days":30,"days_until_next_rotation":29,"last_key_rotation_at":"yesterday"}"#),
+            (Some(2), _) => ok_result(GOOD),
+            (Some(3), _) => Reply::Endless {
+                head: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n".to_vec(),
+                chunked: false,
+            },
+            _ => Reply::Bytes(http("404 Not Found", &[], b"")),
+        }
+    })
+    .await;
+    for n in 0..4 {
+        s.apply_secret(
+            &format!("token-{n}"),
+            &[("apiToken", &format!("{TOKEN}-{n}"))],
+        )
+        .await;
+    }
+    let url = server.base_url();
+    s.start_operator_with(
+        &["--cloudflare-api-url", &url, "--request-timeout", "2s"],
+        &[],
+    );
+    let expected = [
+        (
+            "ApiError",
+            "reading the account: malformed Cloudflare response (HTTP 200): body is HTML, not JSON (a proxy or error page)",
+        ),
+        (
+            "RateLimited",
+            "reading the account: Cloudflare rate limit reached; retrying after 3600 s",
+        ),
+        (
+            "ApiError",
+            "reading the account: malformed Cloudflare response (HTTP 200): `last_key_rotation_at` is not a timestamp; without it a rotation cannot be verified",
+        ),
+        (
+            "ApiError",
+            "reading the account: malformed Cloudflare response (HTTP 200): body larger than 1048576 bytes, not read",
+        ),
+    ];
+    for (n, account) in accounts.iter().enumerate() {
+        s.create_policy(
+            &format!("p{n}"),
+            json!({"accountId": account, "credentialsRef": {"name": format!("token-{n}")}}),
+        )
+        .await;
+    }
+    // A request that the cooldown would refuse, were yesterday's rotation readable.
+    s.annotate("p2", json!({ROTATE: "r1"})).await;
+    for (n, (reason, message)) in expected.iter().enumerate() {
+        let p = s.wait_ready_reason(&format!("p{n}"), reason).await;
+        assert_eq!(ready_message(&p), *message, "p{n}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        server.count("POST"),
+        0,
+        "rotated without a readable last rotation"
+    );
+    assert_eq!(handled(&s.policy("p2").await), None);
+    let written = server.written.load(Ordering::Relaxed);
+    assert!(written < 64 << 20, "{written} bytes sent to the operator");
+    let operator = s.operator.as_mut().expect("operator");
+    assert_eq!(
+        operator.wait_exit(Duration::ZERO).await,
+        None,
+        "the operator died:\n{}",
+        operator.log()
+    );
+    assert!(!operator.log().contains("panicked"), "{}", operator.log());
+}
+
+// ---- 5. Rotate annotations ------------------------------------------------------
+
+/// Name, annotations, rotationCooldown, expected handled value, outcome, POSTs.
+type AnnotationCase<'a> = (
+    &'a str,
+    Value,
+    &'a str,
+    Option<&'a str>,
+    Option<RotateOutcome>,
+    usize,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
+    let mut s = Scenario::new("hostile-ann").await;
+    s.apply_token_secret().await;
+    s.start_operator();
+    let ten_kb = "k".repeat(10 * 1024);
+    let non_ascii = "ротация-🔑-2026-11-26T10:00:00Z";
+    let cases: Vec<AnnotationCase> = vec![
+        ("empty", json!({ROTATE: ""}), "0s", None, None, 0),
+        (
+            "ten-kb",
+            json!({ROTATE: ten_kb}),
+            "0s",
+            Some(&ten_kb),
+            Some(RotateOutcome::Rotated),
+            1,
+        ),
+        (
+            "non-ascii",
+            json!({ROTATE: non_ascii}),
+            "0s",
+            Some(non_ascii),
+            Some(RotateOutcome::Rotated),
+            1,
+        ),
+        (
+            "whitespace",
+            json!({ROTATE: " "}),
+            "0s",
+            Some(" "),
+            Some(RotateOutcome::Rotated),
+            1,
+        ),
+        (
+            "force-yes-is-not-true",
+            json!({ROTATE: "r1", FORCE: "yes"}),
+            "168h",
+            Some("r1"),
+            Some(RotateOutcome::RefusedCooldown),
+            0,
+        ),
+        (
+            "force-upper-case",
+            json!({ROTATE: "r1", FORCE: "TRUE"}),
+            "168h",
+            Some("r1"),
+            Some(RotateOutcome::Rotated),
+            1,
+        ),
+    ];
+    let mut accounts = Vec::new();
+    for (n, (name, _, cooldown, _, _, _)) in cases.iter().enumerate() {
+        let account = account_for(&s, 200 + n as u32);
+        s.create_policy(
+            name,
+            json!({"accountId": account, "rotationCooldown": cooldown}),
+        )
+        .await;
+        accounts.push(account);
+    }
+    for (name, ..) in &cases {
+        s.wait_for(name, "Ready", is_ready).await;
+    }
+    for (name, annotations, ..) in &cases {
+        s.annotate(name, annotations.clone()).await;
+    }
+    for (name, _, _, value, outcome, _) in &cases {
+        let p = match value {
+            Some(value) => {
+                s.wait_for(name, "request handled", |p| {
+                    handled(p).as_deref() == Some(*value)
+                })
+                .await
+            }
+            None => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                s.policy(name).await
+            }
+        };
+        assert_eq!(handled(&p).as_deref(), *value, "{name}");
+        assert_eq!(
+            p.status.as_ref().and_then(|st| st.last_rotate_outcome),
+            *outcome,
+            "{name}"
+        );
+        assert!(
+            p.status
+                .as_ref()
+                .and_then(|st| st.pending_rotation.as_ref())
+                .is_none(),
+            "{name}"
+        );
+    }
+    // Once: after more drift checks, still one POST per handled request.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for ((name, _, _, _, _, posts), account) in cases.iter().zip(&accounts) {
+        let made = calls_for(&s, account)
+            .iter()
+            .filter(|m| *m == "POST")
+            .count();
+        assert_eq!(made, *posts, "{name}: POSTs");
+    }
+    // The 10 KB value reaches the event only cut to the event limit.
+    let events = s.events("ten-kb").await;
+    let rotated = events
+        .iter()
+        .find(|(reason, _)| reason == "Rotated")
+        .expect("a Rotated event");
+    assert!(rotated.1.len() <= 1000, "{} bytes", rotated.1.len());
+    // Over the API server's 256 KiB limit for all annotations: refused, nothing changes.
+    let refused = s
+        .policies()
+        .patch(
+            "empty",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {ROTATE: "x".repeat(300 * 1024)}}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(api_message)
+        .expect_err("over 256 KiB");
+    assert!(
+        refused.contains("Too long") && refused.contains("262144"),
+        "{refused}"
+    );
+    let operator = s.operator.as_mut().expect("operator");
+    assert_eq!(operator.wait_exit(Duration::ZERO).await, None);
+    s.assert_log_has_no_secret();
+}
