@@ -67,7 +67,7 @@ impl BenchConfig {
             steady_interval: Duration::from_secs(5),
             steady_checks: 2,
             noise_secrets: 200,
-            budget_window: Duration::from_secs(5),
+            budget_window: Duration::from_secs(15),
             operator,
         }
     }

@@ -139,7 +139,7 @@ pub struct Budget {
     pub requests: usize,
     /// Most requests in any 10 s.
     pub max_requests_in_10s: usize,
-    /// What the budget allows in 10 s (rate × 10 s + burst).
+    /// What the budget allows in 10 s: rate × (10 s + 1 s of arrival jitter) + burst.
     pub allowed_in_10s: f64,
     /// `keyrotor_drift_checks_late_total` at the end.
     pub late_checks_metric: f64,

@@ -382,7 +382,8 @@ async fn budget(
         window_seconds: config.budget_window.as_secs_f64(),
         requests: times.len(),
         max_requests_in_10s: max_in_window,
-        allowed_in_10s: 2.0 * 10.0 + 10.0,
+        // rate × (10 s + 1 s of arrival jitter at the simulator) + burst
+        allowed_in_10s: 2.0 * 11.0 + 10.0,
         late_checks_metric: late_checks,
         policies_told_in_condition: told,
     })

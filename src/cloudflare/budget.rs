@@ -148,10 +148,11 @@ impl BudgetRegistry {
         }
     }
 
-    /// Remembers that the Secret `secret` (namespace/name) holds `credentials`.
-    pub fn record_secret(&self, secret: &str, credentials: &Credentials) {
+    /// Remembers that the Secret `secret` (namespace/name) holds `credentials`;
+    /// returns whether that is news (a new Secret, or a changed credential).
+    pub fn record_secret(&self, secret: &str, credentials: &Credentials) -> bool {
         let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-        secrets.insert(secret.to_owned(), credentials.id());
+        secrets.insert(secret.to_owned(), credentials.id()) != Some(credentials.id())
     }
 
     /// Whether the Secret `secret` was last seen holding `credentials`.
@@ -246,10 +247,17 @@ mod tests {
     fn secrets_are_mapped_to_their_credential() {
         let registry = BudgetRegistry::default();
         let token = Credentials::api_token("shared");
-        registry.record_secret("ns/a", &token);
+        assert!(
+            registry.record_secret("ns/a", &token),
+            "a new Secret is news"
+        );
+        assert!(
+            !registry.record_secret("ns/a", &token),
+            "the same again is not"
+        );
         assert!(registry.secret_holds("ns/a", &token));
         assert!(!registry.secret_holds("ns/b", &token));
-        registry.record_secret("ns/a", &Credentials::api_token("rotated"));
+        assert!(registry.record_secret("ns/a", &Credentials::api_token("rotated")));
         assert!(!registry.secret_holds("ns/a", &token));
     }
 

@@ -64,6 +64,14 @@ impl Context {
         *self.leader.borrow()
     }
 
+    /// Drops every cached demand (a Secret now holds another credential).
+    pub fn forget_demand(&self) {
+        self.demand_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// The steady demand on `credentials`: the drift checks per second of every
     /// cached policy whose Secret was last seen holding them (at least the
     /// operator's floor apart; suspended and deleted policies make no calls).

@@ -200,10 +200,14 @@ impl Pass<'_> {
         let account_id = spec.account_id.as_str();
         // More checks on this credential than its budget serves: say so (metric,
         // Ready message, one event); the budget then spreads the checks out.
-        cloudflare.budgets().record_secret(
-            &format!("{namespace}/{}", spec.credentials_ref.name),
-            &credentials,
-        );
+        let secret_key = format!("{namespace}/{}", spec.credentials_ref.name);
+        if cloudflare
+            .budgets()
+            .record_secret(&secret_key, &credentials)
+        {
+            // Who uses which credential changed: demands computed before are stale.
+            self.ctx.forget_demand();
+        }
         let demand = self.ctx.credential_demand(&credentials);
         let late = demand.overcommitted().then(|| {
             self.ctx.metrics.late_check();
