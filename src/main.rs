@@ -7,6 +7,9 @@ use keyrotor::cli::{Cli, Command};
 
 /// jemalloc keeps the operator's resident memory close to what it uses: with
 /// glibc's malloc, bursts of concurrent reconciles leave fragmented arenas behind.
+/// `--features system-allocator` leaves it out, for heap profilers that wrap
+/// the C library's malloc (heaptrack; docs/benchmarks.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

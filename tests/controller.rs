@@ -630,3 +630,71 @@ async fn a_rotation_on_the_simulators_clock_shows_in_status() {
     );
     assert!(s.calls("POST").is_empty(), "the account rotated by itself");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_events_count_in_a_series_and_a_deleted_one_starts_over() {
+    use k8s_openapi::api::{core::v1::ObjectReference, events::v1::Event};
+    use keyrotor::controller::{EventPublisher, EventReason};
+    use kube::Api;
+
+    let s = Scenario::new("series").await;
+    let publisher = EventPublisher::new(s.client.clone(), "keyrotor", "test-pod");
+    let regarding = |resource_version: &str| ObjectReference {
+        api_version: Some("keyrotor.dev/v1alpha1".into()),
+        kind: Some("AccessKeyPolicy".into()),
+        namespace: Some(s.namespace.clone()),
+        name: Some("p".into()),
+        uid: Some("0b7c6a52-1f7e-4d8e-9a55-000000000001".into()),
+        resource_version: Some(resource_version.into()),
+        ..ObjectReference::default()
+    };
+    let publish = |reason, note: &'static str, rv: &'static str| {
+        let publisher = &publisher;
+        let regarding = regarding(rv);
+        async move {
+            publisher
+                .publish(reason, note, &regarding)
+                .await
+                .expect("published");
+        }
+    };
+    publish(EventReason::ApiError, "first", "1").await;
+    publish(EventReason::ApiError, "second", "1").await;
+    publish(EventReason::ApiError, "third", "1").await;
+    // Another reason, and the same reason about a newer version: new events.
+    publish(EventReason::CredentialsError, "other reason", "1").await;
+    publish(EventReason::ApiError, "newer version", "2").await;
+    let events = s.event_counts("p").await;
+    assert_eq!(
+        events,
+        vec![
+            ("ApiError".to_owned(), "first".to_owned(), 3),
+            ("CredentialsError".to_owned(), "other reason".to_owned(), 1),
+            ("ApiError".to_owned(), "newer version".to_owned(), 1),
+        ]
+    );
+    let api: Api<Event> = Api::namespaced(s.client.clone(), &s.namespace);
+    let all = api.list(&Default::default()).await.expect("events");
+    let first = all
+        .items
+        .iter()
+        .find(|e| e.note.as_deref() == Some("first"))
+        .expect("first event");
+    assert_eq!(first.reporting_controller.as_deref(), Some("keyrotor"));
+    assert_eq!(first.reporting_instance.as_deref(), Some("test-pod"));
+    assert_eq!(first.type_.as_deref(), Some("Warning"));
+    // The API server dropped the event (its TTL): the next repeat creates a new one.
+    let name = first.metadata.name.clone().expect("name");
+    api.delete(&name, &Default::default())
+        .await
+        .expect("delete event");
+    publish(EventReason::ApiError, "after expiry", "1").await;
+    let notes: Vec<String> = s
+        .event_counts("p")
+        .await
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "ApiError")
+        .map(|(_, note, count)| format!("{note}:{count}"))
+        .collect();
+    assert_eq!(notes, ["newer version:1", "after expiry:1"]);
+}

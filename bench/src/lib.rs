@@ -35,6 +35,8 @@ pub struct BenchConfig {
     pub noise_secrets: usize,
     /// How long to watch the single-credential budget stage (zero to skip).
     pub budget_window: Duration,
+    /// Only cold convergence and memory at each size.
+    pub convergence_only: bool,
     /// The operator binary.
     pub operator: PathBuf,
 }
@@ -52,6 +54,7 @@ impl BenchConfig {
             steady_checks: 3,
             noise_secrets: 10_000,
             budget_window: Duration::from_secs(60),
+            convergence_only: false,
             operator,
         }
     }
@@ -68,6 +71,7 @@ impl BenchConfig {
             steady_checks: 2,
             noise_secrets: 200,
             budget_window: Duration::from_secs(15),
+            convergence_only: false,
             operator,
         }
     }

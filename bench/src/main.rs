@@ -21,6 +21,10 @@ struct Args {
     /// Only these policy counts (comma-separated), e.g. for profiling one stage.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// Only cold convergence and memory at each size (no rotations, steady
+    /// state, unrelated Secrets or budget stage): the quick loop for profiling.
+    #[arg(long)]
+    convergence_only: bool,
 }
 
 #[tokio::main]
@@ -33,6 +37,9 @@ async fn main() -> anyhow::Result<()> {
     };
     if !args.sizes.is_empty() {
         config.sizes = args.sizes;
+    }
+    if args.convergence_only {
+        config.convergence_only = true;
     }
     let report = run(&config).await?;
     std::fs::create_dir_all(&args.out)?;

@@ -24,7 +24,18 @@ impl OperatorProcess {
         log: std::path::PathBuf,
     ) -> anyhow::Result<Self> {
         let out = std::fs::File::create(&log)?;
-        let child = Command::new(binary)
+        // KEYROTOR_BENCH_WRAP runs the operator under a profiler, e.g.
+        // "heaptrack -o target/bench/heap" (docs/benchmarks.md).
+        let wrap = std::env::var("KEYROTOR_BENCH_WRAP").unwrap_or_default();
+        let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args(["run", "--cloudflare-api-url", api_url])
             .args(["--label-selector", &format!("keyrotor-bench/stage={stage}")])
             .args([

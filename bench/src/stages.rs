@@ -112,7 +112,7 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
 
     for &n in &config.sizes {
         let stage = n;
-        let interval = if n == rotation_size {
+        let interval = if n == rotation_size && !config.convergence_only {
             config.steady_interval
         } else {
             Duration::from_secs(600)
@@ -158,7 +158,7 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
         ));
         eprintln!("bench: N={n} converged in {seconds:.1} s");
 
-        if n == rotation_size {
+        if n == rotation_size && !config.convergence_only {
             report.rotation =
                 Some(rotations(&world, &namespace, &observer, config, &report).await?);
             report.steady =
@@ -170,7 +170,7 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
             peak_rss_mib: operator.peak_rss_kib() as f64 / 1024.0,
         });
 
-        if n == largest && config.noise_secrets > 0 {
+        if n == largest && config.noise_secrets > 0 && !config.convergence_only {
             // Same policies, a fresh operator, and many Secrets it must ignore.
             drop(operator);
             eprintln!("bench: creating {} unrelated Secrets", config.noise_secrets);

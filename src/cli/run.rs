@@ -5,11 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use kube::runtime::events::{Recorder, Reporter};
 
 use crate::{
     cloudflare::{BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, RetryPolicy},
-    controller::{self, Context, ControllerSettings, RunOptions},
+    controller::{self, Context, ControllerSettings, EventPublisher, RunOptions},
     crd::GoDuration,
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
@@ -210,11 +209,7 @@ impl RunArgs {
         .context("cannot build the Cloudflare HTTP client")?
         .with_observer(metrics.clone());
         let identity = self.identity.clone().unwrap_or_else(default_identity);
-        let reporter = Reporter {
-            controller: "keyrotor".to_owned(),
-            instance: Some(identity.clone()),
-        };
-        let recorder = Recorder::new(client.clone(), reporter);
+        let events = EventPublisher::new(client.clone(), "keyrotor", identity.clone());
         let settings = ControllerSettings {
             drift_check_floor: self.drift_check_floor.as_duration(),
             ..ControllerSettings::default()
@@ -276,7 +271,7 @@ impl RunArgs {
             client,
             cloudflare,
             policies,
-            recorder,
+            events,
             settings,
             metrics: metrics.clone(),
             leader,

@@ -6,11 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kube::runtime::{events::Recorder, reflector::Store};
+use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use kube::ResourceExt;
 
+use super::EventPublisher;
 use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
@@ -46,8 +47,8 @@ pub struct Context {
     pub cloudflare: CloudflareClient,
     /// Caches of all watched policies (one per watched namespace, or one for all).
     pub policies: Vec<Store<AccessKeyPolicy>>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Event publisher.
+    pub events: EventPublisher,
     /// Settings.
     pub settings: ControllerSettings,
     /// Metrics.

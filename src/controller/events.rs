@@ -1,9 +1,7 @@
 //! Event reasons, as the public contract names them.
 
-use kube::runtime::events::{Event, EventType};
-
 /// Reasons of the events keyrotor publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventReason {
     /// The interval was set because the spec changed.
     IntervalUpdated,
@@ -42,35 +40,16 @@ impl EventReason {
     }
 
     /// Warning for problems, Normal for changes that went well.
-    fn event_type(self) -> EventType {
+    pub fn event_type(self) -> &'static str {
         match self {
             Self::IntervalUpdated | Self::DriftCorrected | Self::Rotated | Self::Restored => {
-                EventType::Normal
+                "Normal"
             }
             Self::RotationRefused
             | Self::CredentialsError
             | Self::ApiError
             | Self::Conflict
-            | Self::BudgetExhausted => EventType::Warning,
-        }
-    }
-
-    /// The event to publish.
-    pub fn event(self, note: impl Into<String>) -> Event {
-        let mut note: String = note.into();
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
-        Event {
-            type_: self.event_type(),
-            reason: self.as_str().to_owned(),
-            note: Some(note),
-            action: "Reconcile".to_owned(),
-            secondary: None,
+            | Self::BudgetExhausted => "Warning",
         }
     }
 }

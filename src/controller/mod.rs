@@ -4,9 +4,12 @@
 mod context;
 mod events;
 mod pause;
+mod publisher;
 mod reconciler;
 mod run;
 
 pub use context::{Context, ControllerSettings};
+pub use events::EventReason;
+pub use publisher::EventPublisher;
 pub use reconciler::ReconcileError;
 pub use run::{RunOptions, run};

@@ -506,12 +506,7 @@ impl Pass<'_> {
     async fn publish_events(&mut self) {
         let reference = self.policy.object_ref(&());
         for (reason, note) in self.events.drain(..) {
-            if let Err(err) = self
-                .ctx
-                .recorder
-                .publish(&reason.event(note), &reference)
-                .await
-            {
+            if let Err(err) = self.ctx.events.publish(reason, &note, &reference).await {
                 warn!(reason = reason.as_str(), error = %err, "could not publish event");
             }
         }
@@ -603,13 +598,13 @@ async fn finalize(
     {
         match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
             Ok(credentials) => match ctx.cloudflare.update_interval(&credentials, &spec.account_id, days).await {
-                Ok(_) => event = Some(EventReason::Restored.event(format!("put the original rotation interval of {days} days back on account {}", spec.account_id))),
+                Ok(_) => event = Some((EventReason::Restored, format!("put the original rotation interval of {days} days back on account {}", spec.account_id))),
                 Err(err) if err.is_retryable() || matches!(err, CloudflareError::RateLimited { .. }) => {
                     return Err(ReconcileError::Restore(err));
                 }
-                Err(err) => event = Some(EventReason::ApiError.event(format!("could not restore the original interval ({err}); releasing the object anyway"))),
+                Err(err) => event = Some((EventReason::ApiError, format!("could not restore the original interval ({err}); releasing the object anyway"))),
             },
-            Err(_) => event = Some(EventReason::CredentialsError.event("could not restore the original interval: the Secret is missing or invalid; releasing the object anyway")),
+            Err(_) => event = Some((EventReason::CredentialsError, "could not restore the original interval: the Secret is missing or invalid; releasing the object anyway".to_owned())),
         }
     }
     let finalizers: Vec<String> = policy
@@ -619,8 +614,8 @@ async fn finalize(
         .cloned()
         .collect();
     set_finalizers(policy, ctx, api, finalizers).await?;
-    if let Some(event) = event
-        && let Err(err) = ctx.recorder.publish(&event, &reference).await
+    if let Some((reason, note)) = event
+        && let Err(err) = ctx.events.publish(reason, &note, &reference).await
     {
         warn!(error = %err, "could not publish event");
     }
