@@ -3,16 +3,18 @@
 //! policy coordinates.
 
 use std::{
-    sync::{Arc, atomic::AtomicU64},
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError, atomic::AtomicU64},
     time::Duration,
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -54,15 +56,6 @@ pub struct RotationLabels {
     pub outcome: String,
 }
 
-/// Labels of per-policy gauges.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PolicyLabels {
-    /// Policy namespace.
-    pub namespace: String,
-    /// Policy name.
-    pub name: String,
-}
-
 /// What one reconcile left behind, for the per-policy gauges.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PolicySnapshot {
@@ -84,10 +77,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<OperationLabels, Histogram>,
     rotations: Family<RotationLabels, Counter>,
-    policy_ready: Family<PolicyLabels, Gauge>,
-    policy_interval: Family<PolicyLabels, Gauge>,
-    policy_last_rotation: Family<PolicyLabels, Gauge>,
-    policy_next_rotation: Family<PolicyLabels, Gauge>,
+    policies: Arc<PolicyGauges>,
     leader: Gauge,
     budget_waits: Counter,
     budget_wait_seconds: Counter<f64, AtomicU64>,
@@ -136,30 +126,8 @@ impl Metrics {
             "Rotate requests by trigger and outcome",
             rotations.clone(),
         );
-        let policy_ready = Family::<PolicyLabels, Gauge>::default();
-        registry.register(
-            "policy_ready",
-            "1 when the policy is Ready",
-            policy_ready.clone(),
-        );
-        let policy_interval = Family::<PolicyLabels, Gauge>::default();
-        registry.register(
-            "policy_interval_days",
-            "The account's key rotation interval in days",
-            policy_interval.clone(),
-        );
-        let policy_last_rotation = Family::<PolicyLabels, Gauge>::default();
-        registry.register(
-            "policy_last_rotation_timestamp_seconds",
-            "When the account's key was last rotated (Unix seconds)",
-            policy_last_rotation.clone(),
-        );
-        let policy_next_rotation = Family::<PolicyLabels, Gauge>::default();
-        registry.register(
-            "policy_next_rotation_timestamp_seconds",
-            "When the account's key rotates next (Unix seconds)",
-            policy_next_rotation.clone(),
-        );
+        let policies = Arc::new(PolicyGauges::default());
+        registry.register_collector(Box::new(policies.clone()));
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -191,10 +159,7 @@ impl Metrics {
             requests,
             request_duration,
             rotations,
-            policy_ready,
-            policy_interval,
-            policy_last_rotation,
-            policy_next_rotation,
+            policies,
             leader,
             budget_waits,
             budget_wait_seconds,
@@ -237,40 +202,12 @@ impl Metrics {
 
     /// Sets the per-policy gauges.
     pub fn policy(&self, namespace: &str, name: &str, snapshot: PolicySnapshot) {
-        let labels = PolicyLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        self.policy_ready
-            .get_or_create(&labels)
-            .set(i64::from(snapshot.ready));
-        let set = |family: &Family<PolicyLabels, Gauge>, value: Option<i64>| match value {
-            Some(v) => {
-                family.get_or_create(&labels).set(v);
-            }
-            None => {
-                family.remove(&labels);
-            }
-        };
-        set(&self.policy_interval, snapshot.interval_days);
-        set(&self.policy_last_rotation, snapshot.last_rotation);
-        set(&self.policy_next_rotation, snapshot.next_rotation);
+        self.policies.set(namespace, name, snapshot);
     }
 
     /// Drops a deleted policy's gauges.
     pub fn forget_policy(&self, namespace: &str, name: &str) {
-        let labels = PolicyLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        for family in [
-            &self.policy_ready,
-            &self.policy_interval,
-            &self.policy_last_rotation,
-            &self.policy_next_rotation,
-        ] {
-            family.remove(&labels);
-        }
+        self.policies.forget(namespace, name);
     }
 
     /// Records whether this replica leads.
@@ -304,6 +241,82 @@ impl RequestObserver for Metrics {
 
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
+
+/// The per-policy gauges, one entry per policy, encoded at scrape time: four
+/// gauge families would hold four labelled copies of every policy's name.
+#[derive(Debug, Default)]
+struct PolicyGauges {
+    snapshots: Mutex<Snapshots>,
+}
+
+/// The last snapshot of each policy, by namespace and name.
+type Snapshots = BTreeMap<(Box<str>, Box<str>), PolicySnapshot>;
+
+/// Name, help and value of each per-policy gauge.
+type PolicyGauge = (
+    &'static str,
+    &'static str,
+    fn(&PolicySnapshot) -> Option<i64>,
+);
+
+const POLICY_GAUGES: [PolicyGauge; 4] = [
+    ("policy_ready", "1 when the policy is Ready", |s| {
+        Some(i64::from(s.ready))
+    }),
+    (
+        "policy_interval_days",
+        "The account's key rotation interval in days",
+        |s| s.interval_days,
+    ),
+    (
+        "policy_last_rotation_timestamp_seconds",
+        "When the account's key was last rotated (Unix seconds)",
+        |s| s.last_rotation,
+    ),
+    (
+        "policy_next_rotation_timestamp_seconds",
+        "When the account's key rotates next (Unix seconds)",
+        |s| s.next_rotation,
+    ),
+];
+
+impl PolicyGauges {
+    fn snapshots(&self) -> std::sync::MutexGuard<'_, Snapshots> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, namespace: &str, name: &str, snapshot: PolicySnapshot) {
+        self.snapshots()
+            .insert((namespace.into(), name.into()), snapshot);
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        self.snapshots().remove(&(namespace.into(), name.into()));
+    }
+}
+
+impl Collector for PolicyGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshots = self.snapshots();
+        for (name, help, value) in POLICY_GAUGES {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for ((namespace, policy), snapshot) in snapshots.iter() {
+                if let Some(v) = value(snapshot) {
+                    let labels = [("namespace", &**namespace), ("name", &**policy)];
+                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

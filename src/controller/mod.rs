@@ -1,6 +1,7 @@
 //! The controller: watches, the reconcile sequence (I/O around the pure
 //! decisions in [`crate::reconcile`]), events and the error policy.
 
+mod cached;
 mod context;
 mod events;
 mod pause;

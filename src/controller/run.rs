@@ -4,9 +4,7 @@
 //! replica becomes the leader, and graceful shutdown.
 
 use std::{
-    collections::hash_map::DefaultHasher,
     future::Future,
-    hash::{Hash, Hasher},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -29,32 +27,11 @@ use kube::{
 use tracing::{info, warn};
 
 use super::{
+    cached::{relevant_change, slim},
     context::Context,
     reconciler::{error_policy, reconcile},
 };
-use crate::crd::{ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy};
-
-/// What changes of a policy deserve a reconcile: the spec (generation), the
-/// rotate annotations, finalizers and deletion. Status writes change none of them.
-fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
-    let mut hasher = DefaultHasher::new();
-    policy.metadata.generation.hash(&mut hasher);
-    policy
-        .annotations()
-        .get(ANNOTATION_ROTATE_REQUESTED_AT)
-        .hash(&mut hasher);
-    policy
-        .annotations()
-        .get(ANNOTATION_ROTATE_FORCE)
-        .hash(&mut hasher);
-    policy.finalizers().hash(&mut hasher);
-    policy
-        .metadata
-        .deletion_timestamp
-        .is_some()
-        .hash(&mut hasher);
-    Some(hasher.finish())
-}
+use crate::crd::AccessKeyPolicy;
 
 /// What to watch and how.
 pub struct RunOptions<S, G, R> {
@@ -129,8 +106,8 @@ pub async fn run<S, G, R>(
         let first_list_seen = AtomicBool::new(false);
         let policies = watcher(api, config.clone())
             .default_backoff()
-            // managedFields are most of an object's size and the operator never reads them.
-            .modify(|policy| policy.managed_fields_mut().clear())
+            // Only what the reconcile reads is cached (managedFields alone are most of an object).
+            .modify(slim)
             .reflect(writer)
             .inspect(move |event| match event {
                 // Deleted policies leave no per-policy series behind.

@@ -1,0 +1,149 @@
+//! What the controller keeps of a policy in its cache, and which changes of a
+//! policy deserve a reconcile.
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+};
+
+use kube::ResourceExt;
+
+use crate::crd::{ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy};
+
+/// Drops what the operator never reads before a policy enters the cache:
+/// managedFields, labels (the label selector is applied by the API server)
+/// and every annotation but keyrotor's own (kubectl's last-applied-configuration
+/// alone can be larger than the rest of the object). Every write the operator
+/// makes is a patch of named fields, so nothing dropped here is ever written back.
+pub fn slim(policy: &mut AccessKeyPolicy) {
+    let meta = &mut policy.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with("keyrotor.dev/"));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// What changes of a policy deserve a reconcile: the spec (generation), the
+/// rotate annotations, finalizers and deletion. Status writes change none of them.
+pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
+    let mut hasher = DefaultHasher::new();
+    policy.metadata.generation.hash(&mut hasher);
+    policy
+        .annotations()
+        .get(ANNOTATION_ROTATE_REQUESTED_AT)
+        .hash(&mut hasher);
+    policy
+        .annotations()
+        .get(ANNOTATION_ROTATE_FORCE)
+        .hash(&mut hasher);
+    policy.finalizers().hash(&mut hasher);
+    policy
+        .metadata
+        .deletion_timestamp
+        .is_some()
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(metadata: serde_json::Value) -> AccessKeyPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "keyrotor.dev/v1alpha1",
+            "kind": "AccessKeyPolicy",
+            "metadata": metadata,
+            "spec": {
+                "accountId": "0123456789abcdef0123456789abcdef",
+                "keyRotationIntervalDays": 30,
+                "credentialsRef": {"name": "cf"},
+            },
+        }))
+        .expect("policy")
+    }
+
+    #[test]
+    fn slim_keeps_what_the_reconcile_reads_and_drops_the_rest() {
+        let mut p = policy(json!({
+            "name": "p",
+            "namespace": "team",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "creationTimestamp": "2026-11-26T00:00:00Z",
+            "finalizers": ["keyrotor.dev/restore"],
+            "labels": {"app.kubernetes.io/instance": "prod"},
+            "annotations": {
+                "keyrotor.dev/rotate-requested-at": "r1",
+                "keyrotor.dev/rotate-force": "true",
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
+            },
+            "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+        }));
+        let spec = p.spec.clone();
+        let before = relevant_change(&p);
+        slim(&mut p);
+        assert_eq!(
+            relevant_change(&p),
+            before,
+            "nothing a reconcile reacts to changed"
+        );
+        assert_eq!(p.spec, spec);
+        let meta = &p.metadata;
+        assert_eq!(meta.name.as_deref(), Some("p"));
+        assert_eq!(meta.namespace.as_deref(), Some("team"));
+        assert_eq!(meta.uid.as_deref(), Some("u-1"));
+        assert_eq!(meta.resource_version.as_deref(), Some("42"));
+        assert_eq!(meta.generation, Some(3));
+        assert!(meta.creation_timestamp.is_some());
+        assert_eq!(p.finalizers(), ["keyrotor.dev/restore"]);
+        assert_eq!(
+            p.annotations().keys().collect::<Vec<_>>(),
+            [
+                "keyrotor.dev/rotate-force",
+                "keyrotor.dev/rotate-requested-at"
+            ]
+        );
+        assert!(p.metadata.labels.is_none());
+        assert!(p.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn slim_leaves_no_empty_annotation_map_behind() {
+        let mut p = policy(json!({"name": "p", "annotations": {"note": "x"}}));
+        slim(&mut p);
+        assert!(p.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn rotate_annotations_generation_finalizers_and_deletion_are_relevant() {
+        let base = policy(json!({"name": "p", "generation": 1}));
+        let changed = [
+            policy(json!({"name": "p", "generation": 2})),
+            policy(json!({"name": "p", "generation": 1,
+                "annotations": {"keyrotor.dev/rotate-requested-at": "r"}})),
+            policy(json!({"name": "p", "generation": 1,
+                "annotations": {"keyrotor.dev/rotate-force": "true"}})),
+            policy(json!({"name": "p", "generation": 1, "finalizers": ["x"]})),
+            policy(json!({"name": "p", "generation": 1,
+                "deletionTimestamp": "2026-11-26T00:00:00Z"})),
+        ];
+        for p in &changed {
+            assert_ne!(
+                relevant_change(p),
+                relevant_change(&base),
+                "{:?}",
+                p.metadata
+            );
+        }
+        let status_only = policy(json!({"name": "p", "generation": 1, "resourceVersion": "9",
+            "labels": {"a": "b"}}));
+        assert_eq!(relevant_change(&status_only), relevant_change(&base));
+    }
+}
