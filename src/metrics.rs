@@ -82,6 +82,7 @@ pub struct Metrics {
     budget_waits: Counter,
     budget_wait_seconds: Counter<f64, AtomicU64>,
     late_checks: Counter,
+    budget_deferrals: Counter,
 }
 
 impl Default for Metrics {
@@ -152,6 +153,12 @@ impl Metrics {
             "Drift checks that found the credential's request budget too busy to check within the policy's interval",
             late_checks.clone(),
         );
+        let budget_deferrals = Counter::default();
+        registry.register(
+            "budget_deferrals",
+            "Reconciles put off because their credential's budget was reserved too far ahead",
+            budget_deferrals.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -164,12 +171,18 @@ impl Metrics {
             budget_waits,
             budget_wait_seconds,
             late_checks,
+            budget_deferrals,
         }
     }
 
     /// Counts a drift check that will run later than its interval asks.
     pub fn late_check(&self) {
         self.late_checks.inc();
+    }
+
+    /// Counts a reconcile put off for its credential's budget.
+    pub fn budget_deferral(&self) {
+        self.budget_deferrals.inc();
     }
 
     /// The text exposition format.
@@ -352,6 +365,7 @@ mod tests {
             r#"keyrotor_policy_next_rotation_timestamp_seconds{namespace="ns",name="p"} 2"#,
             "keyrotor_leader 1",
             "keyrotor_budget_waits_total 1",
+            "keyrotor_budget_deferrals_total 0",
             "keyrotor_budget_wait_seconds_total 1.5",
             "keyrotor_reconcile_duration_seconds_count 1",
         ] {

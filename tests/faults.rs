@@ -23,7 +23,7 @@ use keyrotor_testenv::{ControlPlane, StartOptions};
 use kube::Api;
 use rand::Rng;
 use serde_json::json;
-use support::{ACCOUNT, OTHER_ACCOUNT, Operator, Scenario, condition, is_ready};
+use support::{ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, Operator, Scenario, condition, is_ready};
 
 const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
 
@@ -503,6 +503,82 @@ async fn a_429_without_retry_after_blocks_only_that_credential_for_five_minutes(
         "the other credential stopped too: {after:?}"
     );
     assert!(is_ready(&s.policy(other_policy).await));
+}
+
+// ---- One credential out of budget ----------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_out_of_budget_does_not_hold_up_another_credentials_policies() {
+    let mut s = Scenario::new("fair").await;
+    s.apply_token_secret().await;
+    s.apply_secret("legacy", &[("apiKey", API_KEY), ("email", EMAIL)])
+        .await;
+    // One request per 2 s per credential and two workers: eight policies on
+    // the token need 16 requests, about 30 s of its budget.
+    s.start_operator_with(
+        &[
+            "--concurrency",
+            "2",
+            "--budget-requests",
+            "1",
+            "--budget-window",
+            "2s",
+            "--budget-burst",
+            "1",
+        ],
+        &[],
+    );
+    let busy: Vec<String> = (0..8).map(|i| format!("busy-{i}")).collect();
+    for (i, name) in busy.iter().enumerate() {
+        let account = extra_account(&s, 100 + i as u32);
+        s.create_policy(
+            name,
+            json!({"accountId": account, "driftCheckInterval": "1h"}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.create_policy(
+        "quiet",
+        json!({"accountId": OTHER_ACCOUNT, "credentialsRef": {"name": "legacy"}, "driftCheckInterval": "1h"}),
+    )
+    .await;
+    s.wait_for("quiet", "Ready", is_ready).await;
+    let policies = s.policies().list(&Default::default()).await.expect("list");
+    let busy_ready = policies
+        .items
+        .iter()
+        .filter(|p| p.metadata.name.as_deref() != Some("quiet") && is_ready(p))
+        .count();
+    // Workers are not left waiting on the busy credential: the quiet policy,
+    // created last, was served while most busy ones still waited for budget.
+    assert!(
+        busy_ready <= 3,
+        "{busy_ready} busy policies were Ready before the quiet one\n{}",
+        s.operator_log()
+    );
+    // And the busy ones all get there, at the budget's pace, never faster.
+    for name in &busy {
+        s.wait_for(name, "Ready", is_ready).await;
+    }
+    let token_calls: Vec<_> = s
+        .sim()
+        .requests()
+        .into_iter()
+        .filter(|r| r.account_id.as_deref() != Some(OTHER_ACCOUNT))
+        .collect();
+    assert_eq!(
+        token_calls.len(),
+        16,
+        "one GET and one PUT each: {token_calls:?}"
+    );
+    let scrape = s.operator.as_ref().expect("operator").scrape().await;
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("keyrotor_budget_deferrals_total ") && !l.ends_with(" 0")),
+        "{scrape}"
+    );
 }
 
 // ---- Hanging answers -------------------------------------------------------------

@@ -96,21 +96,6 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
-async fn http_get(url: &str) -> String {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
-        .get(url)
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_a_log_event_condition_metric_or_error() {
     let mut s = Scenario::new("hygiene").await;
@@ -217,8 +202,7 @@ async fn no_secret_reaches_a_log_event_condition_metric_or_error() {
         assert_clean("an event", &serde_json::to_string(event).expect("json"));
     }
     // The metrics scrape.
-    let url = s.operator.as_ref().expect("operator").probe_url().await;
-    let scrape = http_get(&format!("{url}/metrics")).await;
+    let scrape = s.operator.as_ref().expect("operator").scrape().await;
     assert!(scrape.contains("keyrotor_cloudflare_requests_total"));
     assert_clean("the metrics scrape", &scrape);
     // Errors from the client, as displayed and as debugged.

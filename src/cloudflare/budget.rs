@@ -27,6 +27,8 @@ struct BucketState {
     next_arrival: Instant,
     /// After a 429: nobody calls before this.
     blocked_until: Option<Instant>,
+    /// When the next deferred caller should come back.
+    deferred_until: Instant,
 }
 
 impl CredentialBudget {
@@ -39,6 +41,7 @@ impl CredentialBudget {
             state: Mutex::new(BucketState {
                 next_arrival: Instant::now(),
                 blocked_until: None,
+                deferred_until: Instant::now(),
             }),
         }
     }
@@ -69,18 +72,40 @@ impl CredentialBudget {
         self.lock().blocked_until
     }
 
+    /// When a request made now would wait longer than `max_wait` (the budget
+    /// is reserved that far ahead, or a 429 blocks it): how long to put the
+    /// work off instead of holding a worker that other credentials' policies
+    /// could use. Deferred callers are spaced at the steady rate after the
+    /// reserved slots, so they do not all come back at once. Reserves nothing.
+    pub fn defer(&self, max_wait: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let allowed_at = self.allowed_at(&state, now);
+        if allowed_at <= now + max_wait {
+            return None;
+        }
+        let at = state.deferred_until.max(allowed_at);
+        state.deferred_until = at + self.emission_interval;
+        Some(at - now)
+    }
+
     fn reserve(&self, now: Instant) -> Instant {
         let mut state = self.lock();
+        let allowed_at = self.allowed_at(&state, now);
+        state.next_arrival = state.next_arrival.max(allowed_at) + self.emission_interval;
+        allowed_at
+    }
+
+    /// The earliest time a request arriving at `now` may go.
+    fn allowed_at(&self, state: &BucketState, now: Instant) -> Instant {
         let base = state.next_arrival.max(now);
-        let mut allowed_at = base
+        let allowed_at = base
             .checked_sub(self.burst_tolerance)
             .unwrap_or(now)
             .max(now);
-        if let Some(until) = state.blocked_until {
-            allowed_at = allowed_at.max(until);
-        }
-        state.next_arrival = base.max(allowed_at) + self.emission_interval;
-        allowed_at
+        state
+            .blocked_until
+            .map_or(allowed_at, |until| allowed_at.max(until))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BucketState> {
@@ -161,6 +186,23 @@ impl BudgetRegistry {
         secrets.get(secret) == Some(&credentials.id())
     }
 
+    /// [`CredentialBudget::defer`] for the credential the Secret `secret`
+    /// (namespace/name) was last seen holding; `None` for a Secret not seen yet.
+    pub fn defer_secret(&self, secret: &str, max_wait: Duration) -> Option<Duration> {
+        let id = *self
+            .secrets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(secret)?;
+        let budget = self
+            .budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)?
+            .clone();
+        budget.defer(max_wait)
+    }
+
     /// The budget shared by every caller using `credentials`.
     pub fn for_credentials(&self, credentials: &Credentials) -> Arc<CredentialBudget> {
         let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -230,6 +272,64 @@ mod tests {
         budget.block_for(Duration::from_secs(10));
         let waited = waiter.await.expect("task");
         assert!(waited >= Duration::from_millis(10_100), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_is_deferred_only_beyond_the_longest_wait_and_spaced_at_the_rate() {
+        let budget = CredentialBudget::new(2.0, 2);
+        let max_wait = Duration::from_millis(600);
+        assert_eq!(
+            budget.defer(max_wait),
+            None,
+            "an idle budget defers nothing"
+        );
+        // Burst of two, then 0.5 s, 1.0 s, 1.5 s: the next free slot is 2.0 s away.
+        for _ in 0..2 {
+            budget.acquire().await;
+        }
+        let reserved: Vec<_> = (0..3).map(|_| budget.reserve(Instant::now())).collect();
+        assert_eq!(
+            reserved.last().map(|at| *at - Instant::now()),
+            Some(Duration::from_millis(1500))
+        );
+        // Three callers put off: after the reserved slots, half a second apart.
+        let deferred: Vec<_> = (0..3).map(|_| budget.defer(max_wait)).collect();
+        assert_eq!(
+            deferred,
+            [2000, 2500, 3000].map(|ms| Some(Duration::from_millis(ms)))
+        );
+        // Deferring reserved nothing: the next real request still goes at 2.0 s.
+        assert_eq!(
+            budget.reserve(Instant::now()) - Instant::now(),
+            Duration::from_secs(2)
+        );
+        // Once the reserved slots have passed, nothing is deferred.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(budget.defer(max_wait), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_block_defers_work_until_it_ends() {
+        let budget = CredentialBudget::new(100.0, 10);
+        budget.block_for(Duration::from_secs(30));
+        assert_eq!(
+            budget.defer(Duration::from_secs(1)),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn secrets_not_seen_yet_are_never_deferred() {
+        let registry = BudgetRegistry::new(1, Duration::from_secs(1), 1);
+        let token = Credentials::api_token("busy");
+        let budget = registry.for_credentials(&token);
+        budget.block_for(Duration::from_secs(60));
+        assert_eq!(registry.defer_secret("ns/a", Duration::ZERO), None);
+        registry.record_secret("ns/a", &token);
+        assert_eq!(
+            registry.defer_secret("ns/a", Duration::ZERO),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use kube::{
 };
 use rand::Rng;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     context::Context,
@@ -117,6 +117,22 @@ pub async fn reconcile(
     }
 }
 
+/// Longest a pass may wait for its credential's budget while holding a worker.
+/// Beyond it the pass is put off until its turn, so one busy credential (or
+/// one blocked by a 429) cannot occupy every worker while other credentials'
+/// policies wait in the queue.
+const BUDGET_HOLD: Duration = Duration::from_millis(250);
+
+/// How long to put off a pass whose credential's budget is reserved beyond
+/// [`BUDGET_HOLD`]; decided from the credential its Secret was last seen holding.
+fn budget_deferral(policy: &AccessKeyPolicy, ctx: &Context, namespace: &str) -> Option<Duration> {
+    if policy.spec.suspend {
+        return None;
+    }
+    let secret = format!("{namespace}/{}", policy.spec.credentials_ref.name);
+    ctx.cloudflare.budgets().defer_secret(&secret, BUDGET_HOLD)
+}
+
 /// Runs one pass; returns the requeue action and the Ready reason it left.
 async fn reconcile_policy(
     policy: &Arc<AccessKeyPolicy>,
@@ -127,6 +143,14 @@ async fn reconcile_policy(
     if policy.metadata.deletion_timestamp.is_some() {
         let action = finalize(policy, ctx, &api, &namespace).await?;
         return Ok((action, "Finalized".to_owned()));
+    }
+    if let Some(wait) = budget_deferral(policy, ctx, &namespace) {
+        ctx.metrics.budget_deferral();
+        debug!(
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "the credential's budget is reserved ahead; pass put off"
+        );
+        return Ok((Action::requeue(wait), "BudgetDeferred".to_owned()));
     }
     let resource_version = ensure_finalizer(policy, ctx, &api)
         .await?

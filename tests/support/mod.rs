@@ -447,6 +447,23 @@ impl Operator {
         format!("http://{address}")
     }
 
+    /// Its /metrics scrape.
+    pub async fn scrape(&self) -> String {
+        let url = format!("{}/metrics", self.probe_url().await);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+            .get(url)
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("scrape body")
+    }
+
     /// Everything the process has logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
