@@ -2,7 +2,7 @@
 //! state, and one credential's budget under 10,000 policies.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::crd::AccessKeyPolicy;
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{Patch, PatchParams},
     runtime::watcher,
 };
@@ -27,10 +27,12 @@ use crate::{
     world::{World, is_ready},
 };
 
-/// Counts the stage's policy writes seen on a watch, and when each rotate
-/// request was first seen handled.
+/// Counts the stage's policy writes seen on a watch, which policies are
+/// Ready, and when each rotate request was first seen handled. One watch
+/// instead of polling lists, so measuring adds little load to the API server.
 struct Observer {
     writes: Arc<AtomicU64>,
+    ready: Arc<Mutex<HashSet<String>>>,
     handled: Arc<Mutex<HashMap<String, Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -38,15 +40,26 @@ struct Observer {
 impl Observer {
     async fn start(world: &World, namespace: &str) -> Self {
         let writes = Arc::new(AtomicU64::new(0));
+        let ready = Arc::new(Mutex::new(HashSet::new()));
         let handled = Arc::new(Mutex::new(HashMap::new()));
         let api: Api<AccessKeyPolicy> = Api::namespaced(world.client.clone(), namespace);
-        let (w, h) = (writes.clone(), handled.clone());
+        let (w, r, h) = (writes.clone(), ready.clone(), handled.clone());
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let mut ready_tx = Some(ready_tx);
             let mut events = watcher(api, watcher::Config::default()).boxed();
             let mut listed = false;
             while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) =
+                    &event
+                    && let Ok(mut ready) = r.lock()
+                {
+                    if is_ready(policy) {
+                        ready.insert(policy.name_any());
+                    } else {
+                        ready.remove(&policy.name_any());
+                    }
+                }
                 match event {
                     Ok(watcher::Event::InitDone) => {
                         listed = true;
@@ -70,9 +83,14 @@ impl Observer {
         let _ = tokio::time::timeout(Duration::from_secs(30), ready_rx).await;
         Self {
             writes,
+            ready,
             handled,
             task,
         }
+    }
+
+    fn ready_count(&self) -> usize {
+        self.ready.lock().map_or(0, |r| r.len())
     }
 
     fn writes(&self) -> u64 {
@@ -123,10 +141,8 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
         let observer = Observer::start(&world, &namespace).await;
         let mut operator = start_operator(&world, config, stage, "cold")?;
         let start = Instant::now();
-        let poll = Duration::from_millis((n as u64 / 10).clamp(100, 1000));
         loop {
-            let policies = world.policies(&namespace).await?;
-            if policies.iter().filter(|p| is_ready(p)).count() == n {
+            if observer.ready_count() == n {
                 break;
             }
             anyhow::ensure!(operator.alive(), "the operator exited:\n{}", operator.log());
@@ -134,9 +150,14 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
                 start.elapsed() < Duration::from_secs(1800),
                 "N={n} did not converge in 30 min"
             );
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let seconds = start.elapsed().as_secs_f64();
+        let listed = world.policies(&namespace).await?;
+        anyhow::ensure!(
+            listed.iter().filter(|p| is_ready(p)).count() == n,
+            "the watch saw every policy Ready, a list does not"
+        );
         let requests = world
             .sim
             .simulator()
@@ -157,6 +178,19 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
             &report,
         ));
         eprintln!("bench: N={n} converged in {seconds:.1} s");
+        // For profiling: the simulator's request log (time, credential, method,
+        // status) and the operator's log of this stage.
+        if let Ok(path) = std::env::var("KEYROTOR_BENCH_DUMP") {
+            let lines: Vec<String> = world
+                .sim
+                .simulator()
+                .requests()
+                .iter()
+                .map(|r| format!("{} {} {} {}", r.time, r.credential, r.method, r.status))
+                .collect();
+            std::fs::write(format!("{path}-{n}.txt"), lines.join("\n"))?;
+            std::fs::write(format!("{path}-{n}.log"), operator.log())?;
+        }
 
         if n == rotation_size && !config.convergence_only {
             report.rotation =
