@@ -276,6 +276,7 @@ impl RunArgs {
             metrics: metrics.clone(),
             leader,
             demand_cache: Default::default(),
+            own_writes: Default::default(),
         });
         tokio::pin!(controllers);
         tokio::select! {

@@ -1,9 +1,10 @@
-//! What the controller keeps of a policy in its cache, and which changes of a
-//! policy deserve a reconcile.
+//! What the controller keeps of a policy in its cache, which changes of a
+//! policy deserve a reconcile, and when the cache is behind our own writes.
 
 use std::{
-    collections::hash_map::DefaultHasher,
+    collections::{HashMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
+    sync::{Mutex, PoisonError},
 };
 
 use kube::ResourceExt;
@@ -47,6 +48,50 @@ pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
         .is_some()
         .hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// The resourceVersion each policy had before this replica last wrote to it,
+/// by uid. A pass that still finds that version in the cache would decide
+/// again on what it already changed (and its write would be refused with a
+/// conflict), so it waits for the watch to deliver the write instead.
+#[derive(Debug, Default)]
+pub struct OwnWrites {
+    replaced: Mutex<HashMap<String, String>>,
+}
+
+impl OwnWrites {
+    /// Remembers that a pass which started from `policy`, as cached, wrote to it.
+    pub fn wrote(&self, policy: &AccessKeyPolicy) {
+        if let (Some(uid), Some(version)) = (policy.uid(), policy.resource_version()) {
+            self.lock().insert(uid, version);
+        }
+    }
+
+    /// Whether `policy`, as cached, is still the version our last write
+    /// replaced. Forgets the write once the cache has moved past it.
+    pub fn cache_is_behind(&self, policy: &AccessKeyPolicy) -> bool {
+        let Some(uid) = policy.uid() else {
+            return false;
+        };
+        let mut replaced = self.lock();
+        match replaced.get(&uid) {
+            Some(version) if policy.resource_version().as_ref() == Some(version) => true,
+            Some(_) => {
+                replaced.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.replaced.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +157,29 @@ mod tests {
         );
         assert!(p.metadata.labels.is_none());
         assert!(p.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn a_pass_waits_until_the_cache_shows_its_own_write() {
+        let at = |rv: &str| policy(json!({"name": "p", "uid": "u-1", "resourceVersion": rv}));
+        let writes = OwnWrites::default();
+        assert!(!writes.cache_is_behind(&at("5")), "nothing written yet");
+        writes.wrote(&at("5"));
+        assert!(
+            writes.cache_is_behind(&at("5")),
+            "still the replaced version"
+        );
+        assert!(
+            writes.cache_is_behind(&at("5")),
+            "asking again changes nothing"
+        );
+        assert!(!writes.cache_is_behind(&at("6")), "the write arrived");
+        assert_eq!(writes.len(), 0, "and is forgotten");
+        assert!(!writes.cache_is_behind(&at("5")));
+        // Another object (same name, new uid) is not held back.
+        writes.wrote(&at("7"));
+        let recreated = policy(json!({"name": "p", "uid": "u-2", "resourceVersion": "7"}));
+        assert!(!writes.cache_is_behind(&recreated));
     }
 
     #[test]

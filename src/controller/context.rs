@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use kube::ResourceExt;
 
-use super::EventPublisher;
+use super::{EventPublisher, cached::OwnWrites};
 use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
@@ -57,6 +57,8 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
     /// Recently computed demand per credential.
     pub demand_cache: Mutex<HashMap<CredentialId, (Instant, Demand)>>,
+    /// The versions of policies this replica's writes replaced.
+    pub own_writes: OwnWrites,
 }
 
 impl Context {

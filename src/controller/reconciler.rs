@@ -117,6 +117,9 @@ pub async fn reconcile(
     }
 }
 
+/// How soon to look again at a policy whose cached copy predates our last write.
+const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
+
 /// Longest a pass may wait for its credential's budget while holding a worker.
 /// Beyond it the pass is put off until its turn, so one busy credential (or
 /// one blocked by a 429) cannot occupy every worker while other credentials'
@@ -144,6 +147,11 @@ async fn reconcile_policy(
         let action = finalize(policy, ctx, &api, &namespace).await?;
         return Ok((action, "Finalized".to_owned()));
     }
+    if ctx.own_writes.cache_is_behind(policy) {
+        // Our own write has not come back through the watch yet.
+        debug!("the cache is behind this replica's last write; pass put off");
+        return Ok((Action::requeue(CACHE_CATCH_UP), "CacheBehind".to_owned()));
+    }
     if let Some(wait) = budget_deferral(policy, ctx, &namespace) {
         ctx.metrics.budget_deferral();
         debug!(
@@ -167,8 +175,14 @@ async fn reconcile_policy(
         events: Vec::new(),
         now: Timestamp::now(),
     };
-    let action = pass.run(&namespace).await?;
-    pass.write_status().await?;
+    let result = match pass.run(&namespace).await {
+        Ok(action) => pass.write_status().await.map(|()| action),
+        Err(err) => Err(err),
+    };
+    if pass.resource_version != policy.resource_version() {
+        ctx.own_writes.wrote(policy);
+    }
+    let action = result?;
     let reason = pass.record_metrics(&namespace);
     pass.publish_events().await;
     Ok((action, reason))
