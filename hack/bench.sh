@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: hack/bench.sh [--smoke]
+# Usage: hack/bench.sh [--smoke] [--sizes N,N,...] [--convergence-only]
 # Builds the operator in release mode and runs the benchmark (real control plane,
 # Cloudflare simulator with 50 ms round trips, the operator as a process).
 # Writes target/bench/benchmark.md and benchmark.json; the full run takes

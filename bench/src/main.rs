@@ -1,5 +1,7 @@
-//! `keyrotor-bench [--smoke] [--operator PATH] [--out DIR]`: runs the benchmark
-//! and writes `benchmark.md` and `benchmark.json`.
+//! `keyrotor-bench [--smoke] [--operator PATH] [--out DIR] [--sizes N,..]
+//! [--convergence-only]`: runs the benchmark and writes `benchmark.md` and
+//! `benchmark.json`. `KEYROTOR_BENCH_WRAP` runs the operator under a profiler
+//! and `KEYROTOR_BENCH_DUMP` writes each stage's logs (docs/benchmarks.md).
 
 use std::path::PathBuf;
 
