@@ -273,22 +273,22 @@ type PolicyGauge = (
 );
 
 const POLICY_GAUGES: [PolicyGauge; 4] = [
-    ("policy_ready", "1 when the policy is Ready", |s| {
+    ("policy_ready", "1 when the policy is Ready.", |s| {
         Some(i64::from(s.ready))
     }),
     (
         "policy_interval_days",
-        "The account's key rotation interval in days",
+        "The account's key rotation interval in days.",
         |s| s.interval_days,
     ),
     (
         "policy_last_rotation_timestamp_seconds",
-        "When the account's key was last rotated (Unix seconds)",
+        "When the account's key was last rotated (Unix seconds).",
         |s| s.last_rotation,
     ),
     (
         "policy_next_rotation_timestamp_seconds",
-        "When the account's key rotates next (Unix seconds)",
+        "When the account's key rotates next (Unix seconds).",
         |s| s.next_rotation,
     ),
 ];

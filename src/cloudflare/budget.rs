@@ -180,6 +180,14 @@ impl BudgetRegistry {
         secrets.insert(secret.to_owned(), credentials.id()) != Some(credentials.id())
     }
 
+    /// Forgets which credential the Secret `secret` holds (it changed).
+    pub fn forget_secret(&self, secret: &str) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(secret);
+    }
+
     /// Whether the Secret `secret` was last seen holding `credentials`.
     pub fn secret_holds(&self, secret: &str, credentials: &Credentials) -> bool {
         let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -330,6 +338,9 @@ mod tests {
             registry.defer_secret("ns/a", Duration::ZERO),
             Some(Duration::from_secs(60))
         );
+        // The Secret changed: it may hold another token now.
+        registry.forget_secret("ns/a");
+        assert_eq!(registry.defer_secret("ns/a", Duration::ZERO), None);
     }
 
     #[test]

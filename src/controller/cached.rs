@@ -50,37 +50,50 @@ pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// The resourceVersion each policy had before this replica last wrote to it,
-/// by uid. A pass that still finds that version in the cache would decide
-/// again on what it already changed (and its write would be refused with a
-/// conflict), so it waits for the watch to deliver the write instead.
+/// The resourceVersions this replica's last pass on each policy replaced
+/// (one per write: a finalizer patch, a pending-rotation status, the final
+/// status), by uid. A pass that still finds one of them in the cache would
+/// decide again on what it already changed (and its status write would be
+/// refused with a conflict), so it waits for the watch to deliver the writes.
 #[derive(Debug, Default)]
 pub struct OwnWrites {
-    replaced: Mutex<HashMap<String, String>>,
+    replaced: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl OwnWrites {
-    /// Remembers that a pass which started from `policy`, as cached, wrote to it.
-    pub fn wrote(&self, policy: &AccessKeyPolicy) {
-        if let (Some(uid), Some(version)) = (policy.uid(), policy.resource_version()) {
-            self.lock().insert(uid, version);
+    /// Remembers the versions of `policy` that a pass replaced with its writes.
+    pub fn wrote(&self, policy: &AccessKeyPolicy, replaced: Vec<String>) {
+        if let Some(uid) = policy.uid()
+            && !replaced.is_empty()
+        {
+            self.lock().insert(uid, replaced);
         }
     }
 
-    /// Whether `policy`, as cached, is still the version our last write
-    /// replaced. Forgets the write once the cache has moved past it.
+    /// Whether `policy`, as cached, is a version our last pass replaced.
+    /// Forgets the writes once the cache has moved past them.
     pub fn cache_is_behind(&self, policy: &AccessKeyPolicy) -> bool {
         let Some(uid) = policy.uid() else {
             return false;
         };
         let mut replaced = self.lock();
-        match replaced.get(&uid) {
-            Some(version) if policy.resource_version().as_ref() == Some(version) => true,
-            Some(_) => {
-                replaced.remove(&uid);
-                false
-            }
-            None => false,
+        let Some(versions) = replaced.get(&uid) else {
+            return false;
+        };
+        if policy
+            .resource_version()
+            .is_some_and(|version| versions.contains(&version))
+        {
+            return true;
+        }
+        replaced.remove(&uid);
+        false
+    }
+
+    /// Forgets a deleted policy.
+    pub fn forget(&self, policy: &AccessKeyPolicy) {
+        if let Some(uid) = policy.uid() {
+            self.lock().remove(&uid);
         }
     }
 
@@ -89,7 +102,7 @@ impl OwnWrites {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
         self.replaced.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -164,22 +177,30 @@ mod tests {
         let at = |rv: &str| policy(json!({"name": "p", "uid": "u-1", "resourceVersion": rv}));
         let writes = OwnWrites::default();
         assert!(!writes.cache_is_behind(&at("5")), "nothing written yet");
-        writes.wrote(&at("5"));
+        // A pass on version 5 patched the finalizer (6), then its status (7).
+        writes.wrote(&at("5"), vec!["5".into(), "6".into()]);
         assert!(
             writes.cache_is_behind(&at("5")),
-            "still the replaced version"
+            "the first replaced version"
         );
         assert!(
             writes.cache_is_behind(&at("5")),
             "asking again changes nothing"
         );
-        assert!(!writes.cache_is_behind(&at("6")), "the write arrived");
+        assert!(writes.cache_is_behind(&at("6")), "the finalizer patch only");
+        assert!(!writes.cache_is_behind(&at("7")), "the last write arrived");
         assert_eq!(writes.len(), 0, "and is forgotten");
         assert!(!writes.cache_is_behind(&at("5")));
+        // A pass that wrote nothing leaves nothing behind.
+        writes.wrote(&at("7"), Vec::new());
+        assert_eq!(writes.len(), 0);
         // Another object (same name, new uid) is not held back.
-        writes.wrote(&at("7"));
+        writes.wrote(&at("7"), vec!["7".into()]);
         let recreated = policy(json!({"name": "p", "uid": "u-2", "resourceVersion": "7"}));
         assert!(!writes.cache_is_behind(&recreated));
+        // A deleted policy is forgotten.
+        writes.forget(&at("7"));
+        assert_eq!(writes.len(), 0);
     }
 
     #[test]

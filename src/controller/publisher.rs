@@ -4,7 +4,7 @@
 //! kube's `Recorder` keeps every event it published for six minutes in an
 //! unbounded map: converging 10,000 policies held about 35 MiB there
 //! (docs/benchmarks.md). This publisher remembers at most [`SERIES_CAPACITY`]
-//! recent events (client-go's correlator keeps 4096 too), a few dozen bytes each.
+//! recent events (client-go's correlator keeps 4096 too), a few hundred bytes each.
 
 use std::{
     num::NonZeroUsize,

@@ -88,6 +88,8 @@ struct Pass<'a> {
     /// The version of the object the decisions were made on: every status write
     /// carries it, so a write based on a stale cache fails instead of landing.
     resource_version: Option<String>,
+    /// The versions this pass's writes replaced.
+    replaced: Vec<String>,
     events: Vec<(EventReason, String)>,
     now: Timestamp,
 }
@@ -160,9 +162,15 @@ async fn reconcile_policy(
         );
         return Ok((Action::requeue(wait), "BudgetDeferred".to_owned()));
     }
-    let resource_version = ensure_finalizer(policy, ctx, &api)
-        .await?
-        .or_else(|| policy.resource_version());
+    // The versions this pass's writes replace, so the next pass can tell a stale cache.
+    let mut replaced = Vec::new();
+    let resource_version = match ensure_finalizer(policy, ctx, &api).await? {
+        Some(patched) => {
+            replaced.extend(policy.resource_version());
+            Some(patched)
+        }
+        None => policy.resource_version(),
+    };
 
     let written = policy.status.clone().unwrap_or_default();
     let mut pass = Pass {
@@ -172,6 +180,7 @@ async fn reconcile_policy(
         status: written.clone(),
         written,
         resource_version,
+        replaced,
         events: Vec::new(),
         now: Timestamp::now(),
     };
@@ -179,9 +188,8 @@ async fn reconcile_policy(
         Ok(action) => pass.write_status().await.map(|()| action),
         Err(err) => Err(err),
     };
-    if pass.resource_version != policy.resource_version() {
-        ctx.own_writes.wrote(policy);
-    }
+    ctx.own_writes
+        .wrote(policy, std::mem::take(&mut pass.replaced));
     let action = result?;
     let reason = pass.record_metrics(&namespace);
     pass.publish_events().await;
@@ -520,7 +528,8 @@ impl Pass<'_> {
             .patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch))
             .await
             .map_err(ReconcileError::from_write)?;
-        self.resource_version = updated.resource_version();
+        let before = std::mem::replace(&mut self.resource_version, updated.resource_version());
+        self.replaced.extend(before);
         self.written = self.status.clone();
         Ok(())
     }

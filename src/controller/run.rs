@@ -102,6 +102,7 @@ pub async fn run<S, G, R>(
 
     let controllers = per_scope.into_iter().map(|(scope, reader, api, writer)| {
         let metrics = ctx.metrics.clone();
+        let watch_ctx = ctx.clone();
         let synced = synced.clone();
         let first_list_seen = AtomicBool::new(false);
         let policies = watcher(api, config.clone())
@@ -114,6 +115,7 @@ pub async fn run<S, G, R>(
                 Ok(watcher::Event::Delete(policy)) => {
                     let namespace = policy.namespace().unwrap_or_default();
                     metrics.forget_policy(&namespace, &policy.name_any());
+                    watch_ctx.own_writes.forget(policy);
                 }
                 Ok(watcher::Event::InitDone) if !first_list_seen.swap(true, Ordering::AcqRel) => {
                     synced()
@@ -123,9 +125,21 @@ pub async fn run<S, G, R>(
             .applied_objects()
             .predicate_filter(relevant_change, Default::default());
         let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&client, &scope);
+        let budgets = ctx.cloudflare.budgets().clone();
         let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
             .default_backoff()
-            .touched_objects();
+            .touched_objects()
+            // A changed Secret may hold another token: until a pass reads it,
+            // no pass is put off on the budget of the token it held before.
+            .inspect(move |secret| {
+                if let Ok(secret) = secret {
+                    budgets.forget_secret(&format!(
+                        "{}/{}",
+                        secret.namespace().unwrap_or_default(),
+                        secret.name_any()
+                    ));
+                }
+            });
         let lookup = reader.clone();
         let became_leader = futures::stream::unfold(gained_tx.subscribe(), |mut rx| async move {
             loop {
