@@ -94,8 +94,9 @@ impl Context {
         let intervals = self
             .policies
             .iter()
-            .flat_map(|store| store.state())
-            .filter(|p| !p.spec.suspend && p.metadata.deletion_timestamp.is_none())
+            .flat_map(|store| {
+                store.state_filter(|p| !p.spec.suspend && p.metadata.deletion_timestamp.is_none())
+            })
             .filter(|p| {
                 let secret = format!(
                     "{}/{}",

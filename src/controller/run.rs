@@ -164,12 +164,12 @@ pub async fn run<S, G, R>(
                     // Policies in the Secret's namespace that reference it by name.
                     let namespace = secret.namespace();
                     let name = secret.name_any();
+                    // Filtered under the store's lock: an unrelated Secret copies nothing.
                     lookup
-                        .state()
-                        .into_iter()
-                        .filter(|p| {
-                            p.namespace() == namespace && p.spec.credentials_ref.name == name
+                        .state_filter(|p| {
+                            p.metadata.namespace == namespace && p.spec.credentials_ref.name == name
                         })
+                        .iter()
                         .map(|p| ObjectRef::from(p.as_ref()))
                         .collect::<Vec<_>>()
                 })
