@@ -184,11 +184,8 @@ async fn restart_apiserver(plane: &ControlPlane, args: &[OsString]) -> Apiserver
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_kube_apiserver_loses_no_rotation_and_is_reconnected_to() {
     let (mut s, plane) = scenario_on_own_plane("faults-apiserver").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+    s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     let api = s.policies();
     request_and_wait(&api, "p", "r1", Duration::from_secs(30)).await;
 
@@ -276,11 +273,8 @@ async fn a_restarted_kube_apiserver_loses_no_rotation_and_is_reconnected_to() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_cache_after_an_apiserver_restart_never_rotates_twice() {
     let (mut s, plane) = scenario_on_own_plane("faults-stale").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+    s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     let api = s.policies();
     request_and_wait(&api, "p", "r1", Duration::from_secs(30)).await;
     // The next pass reads the account slowly: the API server dies while it does,
@@ -329,11 +323,8 @@ async fn a_stale_cache_after_an_apiserver_restart_never_rotates_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cloudflare_is_api_error_then_recovers_without_losing_the_request() {
     let mut s = Scenario::new("faults-unreachable").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+    s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
 
     // Stop the simulator; its state lives on in the `Simulator` handle.
     let addr: SocketAddr = s.sim.addr();
@@ -372,11 +363,8 @@ async fn an_unreachable_cloudflare_is_api_error_then_recovers_without_losing_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_of_all_calls_failing_still_rotates_once_per_request() {
     let mut s = Scenario::new("faults-5xx").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+    s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     s.sim().clear_requests();
     s.sim().set_faults(Faults {
         error_rate: 0.5,
@@ -410,10 +398,7 @@ async fn half_of_all_calls_failing_still_rotates_once_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_with_retry_after_is_waited_out_call_by_call() {
     let mut s = Scenario::new("faults-429").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({})).await;
-    s.wait_for("p", "Ready", is_ready).await;
+    s.start_with_ready_policy(json!({})).await;
     s.sim().clear_requests();
     s.sim().set_faults(Faults {
         force_429: Some(Force429 {

@@ -262,11 +262,8 @@ async fn no_secret_reaches_a_log_event_condition_metric_or_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_is_read_fresh_on_every_reconcile() {
     let mut s = Scenario::new("hygiene-fresh").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
+    s.start_with_ready_policy(json!({"driftCheckInterval": "1h"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     let credentials_since = |s: &Scenario, from: u64| -> Vec<String> {
         s.sim()
             .requests()
@@ -363,11 +360,8 @@ fn bytes_received_by(pid: u32) -> std::collections::HashMap<String, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unrelated_secret_data_never_reaches_the_operator() {
     let mut s = Scenario::new("hygiene-meta").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
+    s.start_with_ready_policy(json!({"driftCheckInterval": "1h"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = s.operator.as_ref().expect("operator").pid();
     let before = bytes_received_by(pid);

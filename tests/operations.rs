@@ -50,11 +50,8 @@ fn handled(p: &keyrotor::crd::AccessKeyPolicy, value: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_a_scenario_count_what_happened_and_forget_deleted_policies() {
     let mut s = Scenario::new("metrics").await;
-    s.apply_token_secret().await;
-    s.start_operator();
-    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+    s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
-    s.wait_for("p", "Ready", is_ready).await;
     s.annotate("p", json!({ROTATE: "r1"})).await;
     s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
     let url = s.operator.as_ref().expect("operator").probe_url().await;

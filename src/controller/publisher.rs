@@ -86,7 +86,7 @@ impl EventPublisher {
                 .await
             {
                 Ok(_) => {
-                    self.cache().repeated(key, event, count, now);
+                    self.cache().published(key, event, count, now);
                     return Ok(());
                 }
                 // The API server let the event expire: start a new one, as client-go does.
@@ -97,7 +97,7 @@ impl EventPublisher {
         let event = self.reporter.event(reason, note, regarding, now);
         let created = events.create(&PostParams::default(), &event).await?;
         if let Some(name) = created.metadata.name {
-            self.cache().created(key, name, now);
+            self.cache().published(key, name, 1, now);
         }
         Ok(())
     }
@@ -216,18 +216,8 @@ impl SeriesCache {
         }
     }
 
-    fn created(&mut self, key: SeriesKey, event: String, now: Timestamp) {
-        self.entries.put(
-            key,
-            Series {
-                event,
-                count: 1,
-                last_observed: now,
-            },
-        );
-    }
-
-    fn repeated(&mut self, key: SeriesKey, event: String, count: i32, now: Timestamp) {
+    /// Remembers that `event` was published (`count` times so far) at `now`.
+    fn published(&mut self, key: SeriesKey, event: String, count: i32, now: Timestamp) {
         self.entries.put(
             key,
             Series {
@@ -266,7 +256,7 @@ mod tests {
         let mut cache = SeriesCache::new(8);
         let k = key(EventReason::ApiError, "a", "1");
         assert_eq!(cache.next(&k, at(0)), Next::Create);
-        cache.created(k.clone(), "a.1".into(), at(0));
+        cache.published(k.clone(), "a.1".into(), 1, at(0));
         assert_eq!(
             cache.next(&k, at(10)),
             Next::Repeat {
@@ -274,7 +264,7 @@ mod tests {
                 count: 2
             }
         );
-        cache.repeated(k.clone(), "a.1".into(), 2, at(10));
+        cache.published(k.clone(), "a.1".into(), 2, at(10));
         // The window runs from the last repeat.
         assert_eq!(
             cache.next(&k, at(10 + 359)),
@@ -289,7 +279,7 @@ mod tests {
     fn after_six_quiet_minutes_a_new_event_starts() {
         let mut cache = SeriesCache::new(8);
         let k = key(EventReason::ApiError, "a", "1");
-        cache.created(k.clone(), "a.1".into(), at(0));
+        cache.published(k.clone(), "a.1".into(), 1, at(0));
         assert_eq!(cache.next(&k, at(360)), Next::Create);
         assert_eq!(cache.entries.len(), 0, "the expired entry is dropped");
     }
@@ -297,7 +287,7 @@ mod tests {
     #[test]
     fn another_reason_object_or_version_is_another_series() {
         let mut cache = SeriesCache::new(8);
-        cache.created(key(EventReason::ApiError, "a", "1"), "a.1".into(), at(0));
+        cache.published(key(EventReason::ApiError, "a", "1"), "a.1".into(), 1, at(0));
         for other in [
             key(EventReason::CredentialsError, "a", "1"),
             key(EventReason::ApiError, "b", "1"),
@@ -311,9 +301,10 @@ mod tests {
     fn the_cache_stays_within_its_capacity_dropping_the_least_recent() {
         let mut cache = SeriesCache::new(3);
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            cache.created(
+            cache.published(
                 key(EventReason::Rotated, name, "1"),
                 format!("{name}.1"),
+                1,
                 at(i as i64),
             );
         }
@@ -322,7 +313,7 @@ mod tests {
             cache.next(&key(EventReason::Rotated, "a", "1"), at(3)),
             Next::Repeat { .. }
         ));
-        cache.created(key(EventReason::Rotated, "d", "1"), "d.1".into(), at(4));
+        cache.published(key(EventReason::Rotated, "d", "1"), "d.1".into(), 1, at(4));
         assert_eq!(cache.entries.len(), 3);
         assert_eq!(
             cache.next(&key(EventReason::Rotated, "b", "1"), at(5)),

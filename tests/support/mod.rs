@@ -134,6 +134,15 @@ impl Scenario {
         self.start_operator_with(&[], &[]);
     }
 
+    /// The usual start: the token Secret, the operator, and policy "p" with
+    /// `spec` merged into the defaults, waited for until Ready.
+    pub async fn start_with_ready_policy(&mut self, spec: Value) {
+        self.apply_token_secret().await;
+        self.start_operator();
+        self.create_policy("p", spec).await;
+        self.wait_for("p", "Ready", is_ready).await;
+    }
+
     /// Creates or replaces a Secret with string data.
     pub async fn apply_secret(&self, name: &str, data: &[(&str, &str)]) {
         let string_data: BTreeMap<&str, &str> = data.iter().copied().collect();
