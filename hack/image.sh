@@ -27,7 +27,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 log() { echo "image: $*" >&2; }
 die() { echo "image: $*" >&2; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2; }
+# The header comment up to its first empty line.
+usage() { sed -n '2,/^#$/p' "${BASH_SOURCE[0]}" | sed -e '/^#$/d' -e 's/^# \{0,1\}//'; }
 
 binary="" tag="" output="" version=""
 while [[ $# -gt 0 ]]; do
@@ -37,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --output) output=${2:?--output needs a file}; shift 2 ;;
     --version) version=${2:?--version needs a value}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
-    *) usage; die "unknown argument: $1" ;;
+    *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 
