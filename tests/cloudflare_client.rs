@@ -36,6 +36,7 @@ async fn simulator() -> RunningSimulator {
             CredentialSeed::global_key("legacy", API_KEY, EMAIL),
         ],
         rate_limit: RateLimitConfig::default(),
+        timestamps: Default::default(),
     };
     Simulator::new(config)
         .serve("127.0.0.1:0".parse().expect("address"))

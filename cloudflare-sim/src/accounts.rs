@@ -113,6 +113,17 @@ pub(crate) struct KeyConfig {
     last_key_rotation_at: Timestamp,
 }
 
+impl KeyConfig {
+    /// The object as an answer carries it, with the time written by `render`.
+    pub(crate) fn answer(self, render: impl FnOnce(Timestamp) -> String) -> serde_json::Value {
+        serde_json::json!({
+            "key_rotation_interval_days": self.key_rotation_interval_days,
+            "days_until_next_rotation": self.days_until_next_rotation,
+            "last_key_rotation_at": render(self.last_key_rotation_at),
+        })
+    }
+}
+
 /// An account as the control API and the library show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

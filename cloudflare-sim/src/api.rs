@@ -148,6 +148,20 @@ async fn gateway(State(simulator): State<Simulator>, mut request: Request, next:
     };
     entry.status = response.status().as_u16();
     record(&simulator, entry);
+    with_date(&simulator, response)
+}
+
+/// Every answer carries the account's clock in its `Date` header, as HTTP
+/// servers do (RFC 9110: whole seconds, GMT). It is the simulated clock, not
+/// the host's, so a moved clock shows there too.
+fn with_date(simulator: &Simulator, mut response: Response) -> Response {
+    let now = simulator.with_world(|world| world.now());
+    let printer = jiff::fmt::rfc2822::DateTimePrinter::new();
+    if let Ok(date) = printer.timestamp_to_rfc9110_string(&now)
+        && let Ok(value) = header::HeaderValue::from_str(&date)
+    {
+        response.headers_mut().insert(header::DATE, value);
+    }
     response
 }
 

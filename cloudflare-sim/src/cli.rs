@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::config::{
     AccountSeed, ConfigError, CredentialSeed, SimConfig, parse_account_arg, parse_token_arg,
 };
+use crate::timestamps::{OffsetStyle, Precision};
 
 /// A local stand-in for Cloudflare's Access key configuration API.
 #[derive(Debug, Clone, Parser)]
@@ -51,6 +52,14 @@ pub struct Cli {
     /// Rate-limit window and block length in seconds (default 300).
     #[arg(long, env = "CLOUDFLARE_SIM_RATE_WINDOW", value_parser = clap::value_parser!(u64).range(1..))]
     pub rate_window: Option<u64>,
+
+    /// Fractional digits of `last_key_rotation_at` (default micros, as Cloudflare's example).
+    #[arg(long, env = "CLOUDFLARE_SIM_TIMESTAMP_PRECISION", value_enum)]
+    pub timestamp_precision: Option<Precision>,
+
+    /// UTC offset style of `last_key_rotation_at` (default z).
+    #[arg(long, env = "CLOUDFLARE_SIM_TIMESTAMP_OFFSET", value_enum)]
+    pub timestamp_offset: Option<OffsetStyle>,
 }
 
 impl Cli {
@@ -72,6 +81,12 @@ impl Cli {
         }
         if let Some(seconds) = self.rate_window {
             config.rate_limit.window = Duration::from_secs(seconds);
+        }
+        if let Some(precision) = self.timestamp_precision {
+            config.timestamps.precision = precision;
+        }
+        if let Some(offset) = self.timestamp_offset {
+            config.timestamps.offset = offset;
         }
         Ok(config)
     }
@@ -97,6 +112,10 @@ mod tests {
             "3",
             "--rate-window",
             "60",
+            "--timestamp-precision",
+            "alternating",
+            "--timestamp-offset",
+            "numeric",
         ])?;
         let config = cli.to_config()?;
         assert_eq!(cli.listen.port(), 0);
@@ -113,6 +132,8 @@ mod tests {
         );
         assert_eq!(config.rate_limit.limit, 3);
         assert_eq!(config.rate_limit.window, Duration::from_secs(60));
+        assert_eq!(config.timestamps.precision, Precision::Alternating);
+        assert_eq!(config.timestamps.offset, OffsetStyle::Numeric);
         Ok(())
     }
 
@@ -129,5 +150,6 @@ mod tests {
         assert!(Cli::try_parse_from(["cloudflare-sim", "--token", "nosecret"]).is_err());
         assert!(Cli::try_parse_from(["cloudflare-sim", "--account", "a=abc"]).is_err());
         assert!(Cli::try_parse_from(["cloudflare-sim", "--rate-window", "0"]).is_err());
+        assert!(Cli::try_parse_from(["cloudflare-sim", "--timestamp-precision", "nanos"]).is_err());
     }
 }

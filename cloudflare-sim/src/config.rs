@@ -10,6 +10,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::timestamps::TimestampStyle;
+
 /// Interval an account gets when nobody says otherwise: Cloudflare's six weeks.
 pub const DEFAULT_INTERVAL_DAYS: i64 = 42;
 
@@ -29,6 +31,8 @@ pub struct SimConfig {
     pub credentials: Vec<CredentialSeed>,
     /// Per-credential request budget.
     pub rate_limit: RateLimitConfig,
+    /// The form of `last_key_rotation_at` in answers.
+    pub timestamps: TimestampStyle,
 }
 
 impl SimConfig {

@@ -19,6 +19,7 @@ use crate::config::{ConfigError, CredentialFields, RateLimitConfig};
 use crate::faults::{Faults, FaultsError};
 use crate::log::RequestRecord;
 use crate::simulator::Simulator;
+use crate::timestamps::TimestampStyle;
 
 /// The `/__sim` routes.
 pub(crate) fn router() -> Router<Simulator> {
@@ -37,6 +38,7 @@ pub(crate) fn router() -> Router<Simulator> {
             get(faults).put(put_faults).delete(clear_faults),
         )
         .route("/__sim/rate-limit", get(rate_limit).put(put_rate_limit))
+        .route("/__sim/timestamps", get(timestamps).put(put_timestamps))
 }
 
 /// Why a control call was refused.
@@ -183,6 +185,19 @@ async fn put_faults(
 async fn clear_faults(State(simulator): State<Simulator>) -> Json<Faults> {
     simulator.set_faults(Faults::default());
     Json(Faults::default())
+}
+
+async fn timestamps(State(simulator): State<Simulator>) -> Json<TimestampStyle> {
+    Json(simulator.timestamp_style())
+}
+
+async fn put_timestamps(
+    State(simulator): State<Simulator>,
+    body: Bytes,
+) -> Result<Json<TimestampStyle>, ControlError> {
+    let style: TimestampStyle = parse(&body)?;
+    simulator.set_timestamp_style(style);
+    Ok(Json(style))
 }
 
 async fn rate_limit(State(simulator): State<Simulator>) -> Json<RateLimitConfig> {

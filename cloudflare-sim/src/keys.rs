@@ -120,7 +120,8 @@ fn perform(world: &mut World, credential: &CredentialSeed, call: KeysCall) -> Re
         },
         KeysOperation::Rotate => account.rotate(now),
     }
-    Reply::success(account.key_config(now))
+    let config = account.key_config(now);
+    Reply::success(config.answer(|at| world.render_time(at)))
 }
 
 #[cfg(test)]
@@ -141,6 +142,7 @@ mod tests {
                 limit,
                 window: Duration::from_secs(60),
             },
+            timestamps: Default::default(),
         })
     }
 

@@ -12,7 +12,8 @@
 //! - `state`, `accounts`, `schedule`, `clock`: what is remembered, and
 //!   the rotation arithmetic on the simulator's clock.
 //! - `auth`, `interval`, `rate_limit`, `keys`: how an API call is judged.
-//! - `envelope`: response bodies and codes; `faults`: injected misbehaviour.
+//! - `envelope`: response bodies and codes; `faults`: injected misbehaviour;
+//!   [`timestamps`]: the form of the times in answers.
 //! - `log`: the request log; `api`, `control`: the HTTP routes.
 //! - `simulator`, `server`: the [`Simulator`] handle and serving it.
 
@@ -35,6 +36,7 @@ mod schedule;
 mod server;
 mod simulator;
 mod state;
+pub mod timestamps;
 
 pub use accounts::AccountView;
 pub use cli::Cli;
@@ -45,6 +47,7 @@ pub use faults::{Faults, Force429};
 pub use log::RequestRecord;
 pub use server::RunningSimulator;
 pub use simulator::Simulator;
+pub use timestamps::{OffsetStyle, Precision, TimestampStyle};
 
 use axum::Router;
 

@@ -12,6 +12,7 @@ use crate::config::{AccountSeed, CredentialSeed, RateLimitConfig, SimConfig};
 use crate::faults::Faults;
 use crate::log::RequestRecord;
 use crate::state::World;
+use crate::timestamps::TimestampStyle;
 
 /// A simulated Cloudflare API. Clones share the same state.
 #[derive(Debug, Clone)]
@@ -123,6 +124,16 @@ impl Simulator {
     /// Changes the rate limit; every credential starts a fresh window.
     pub fn set_rate_limit(&self, config: RateLimitConfig) {
         self.with_world(|world| world.set_rate_limit(config));
+    }
+
+    /// The form of times in the API's answers.
+    pub fn timestamp_style(&self) -> TimestampStyle {
+        self.with_world(|world| world.timestamps)
+    }
+
+    /// Changes the form of times in the API's answers from the next answer on.
+    pub fn set_timestamp_style(&self, style: TimestampStyle) {
+        self.with_world(|world| world.timestamps = style);
     }
 
     /// Returns to the configured accounts and credentials, and clears the

@@ -17,6 +17,7 @@ use crate::config::{AccountSeed, CredentialSeed, RateLimitConfig, SimConfig};
 use crate::faults::Faults;
 use crate::log::RequestLog;
 use crate::rate_limit::RateLimiter;
+use crate::timestamps::TimestampStyle;
 
 /// The simulator's mutable state.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub(crate) struct World {
     rate_limit: RateLimitConfig,
     pub(crate) faults: Faults,
     pub(crate) log: RequestLog,
+    /// The form of times in answers, and how many answers carried one.
+    pub(crate) timestamps: TimestampStyle,
+    answers: u64,
 }
 
 impl World {
@@ -48,7 +52,16 @@ impl World {
             rate_limit: config.rate_limit,
             faults: Faults::default(),
             log: RequestLog::default(),
+            timestamps: config.timestamps,
+            answers: 0,
         }
+    }
+
+    /// Writes a time the way the next answer shows it (styles may alternate).
+    pub(crate) fn render_time(&mut self, at: Timestamp) -> String {
+        let text = self.timestamps.render(at, self.answers);
+        self.answers = self.answers.wrapping_add(1);
+        text
     }
 
     /// The simulated present, at the microsecond precision Cloudflare shows.

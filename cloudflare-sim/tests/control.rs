@@ -344,3 +344,65 @@ async fn clock_advance_refuses_negative_seconds() {
         .await;
     assert_eq!(answer.status, 400);
 }
+
+/// Times in answers take the form the control API sets, alternating per
+/// answer when asked; every answer's `Date` header is the simulated clock.
+#[tokio::test]
+async fn the_form_of_times_follows_the_control_api_and_date_is_the_simulated_clock() {
+    let h = start().await;
+    let first = h.get_keys(ACCOUNT).await;
+    let micros = first.json()["result"]["last_key_rotation_at"]
+        .as_str()
+        .expect("a time")
+        .to_owned();
+    assert!(micros.ends_with('Z'), "{micros}");
+    let set = h
+        .control(
+            Method::PUT,
+            "/timestamps",
+            Some(json!({"precision": "seconds", "offset": "alternating"})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let forms: Vec<String> = [h.get_keys(ACCOUNT).await, h.get_keys(ACCOUNT).await]
+        .iter()
+        .map(|a| {
+            a.json()["result"]["last_key_rotation_at"]
+                .as_str()
+                .expect("a time")
+                .to_owned()
+        })
+        .collect();
+    let second = &micros[..19];
+    assert!(forms.contains(&format!("{second}Z")), "{forms:?}");
+    assert!(forms.contains(&format!("{second}+00:00")), "{forms:?}");
+    let read = h.control(Method::GET, "/timestamps", None).await;
+    assert_eq!(
+        read.json(),
+        json!({"precision": "seconds", "offset": "alternating"})
+    );
+    assert_eq!(
+        h.control(
+            Method::PUT,
+            "/timestamps",
+            Some(json!({"precision": "nanos"}))
+        )
+        .await
+        .status,
+        400
+    );
+
+    // Date: the simulator's clock, also when moved a year ahead.
+    h.sim()
+        .advance_clock(std::time::Duration::from_secs(365 * 86_400));
+    let answer = h.get_keys(ACCOUNT).await;
+    let date = answer.header("date").expect("a Date header");
+    let parsed = jiff::fmt::rfc2822::parse(&date)
+        .expect("an HTTP date")
+        .timestamp();
+    let now = h.sim().now();
+    assert!(
+        (now.as_second() - parsed.as_second()).abs() <= 1,
+        "Date {date} is not the simulated now {now}"
+    );
+}

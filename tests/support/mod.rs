@@ -62,6 +62,7 @@ impl Scenario {
                 CredentialSeed::global_key("legacy", API_KEY, EMAIL),
             ],
             rate_limit: RateLimitConfig::default(),
+            timestamps: Default::default(),
         };
         let sim = Simulator::new(config)
             .serve("127.0.0.1:0".parse().expect("address"))

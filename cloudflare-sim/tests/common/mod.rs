@@ -39,6 +39,7 @@ pub fn config() -> SimConfig {
             CredentialSeed::global_key("legacy", API_KEY, EMAIL),
         ],
         rate_limit: RateLimitConfig::default(),
+        timestamps: Default::default(),
     }
 }
 
