@@ -5,7 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use keyrotor::crd::{FINALIZER, RotateOutcome};
+use keyrotor::{
+    crd::{FINALIZER, RotateOutcome},
+    reconcile::witness::canonical,
+};
 use keyrotor_cloudflare_sim::{Faults, Force429};
 use serde_json::json;
 use support::{ACCOUNT, API_KEY, EMAIL, Scenario, TOKEN, condition, is_ready};
@@ -32,7 +35,8 @@ async fn create_makes_one_put_and_status_equals_the_account() {
     assert_eq!(status.account_key_rotation_interval_days, Some(30));
     assert_eq!(
         status.last_key_rotation_at,
-        Some(account.last_key_rotation_at)
+        Some(canonical(account.last_key_rotation_at)),
+        "the account's time, cut to whole seconds"
     );
     assert_eq!(
         status.days_until_next_rotation,
@@ -219,14 +223,13 @@ async fn a_wrong_token_is_invalid_credentials_with_cloudflares_code_and_no_retry
         .unwrap_or_default();
     assert!(message.contains("9109"), "{message}");
     assert!(!message.contains("tok-WRONG-SECRET"));
-    // Each pass makes one GET (a 4xx is not retried). Start-up may run two
-    // passes (the policy event, then the Secret watch's first list); a pass
-    // that finds the cache behind the first pass's status write waits for it
-    // instead of deciding again: at most two, all refused, within a few seconds.
+    // One GET (a 4xx is not retried). Start-up may run two passes (the policy
+    // event, then the Secret watch's first list); the second finds the same
+    // Secret refused inside its drift check and does not ask again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let gets = s.calls("GET");
     assert!(
-        (1..=2).contains(&gets.len()) && gets.iter().all(|r| r.status == 403),
+        gets.len() == 1 && gets.iter().all(|r| r.status == 403),
         "{gets:?}"
     );
     // Then nothing: the next attempt waits for the drift interval or a Secret change.
@@ -237,6 +240,47 @@ async fn a_wrong_token_is_invalid_credentials_with_cloudflares_code_and_no_retry
         "retried: {:?}\n{}",
         s.sim().requests(),
         s.operator_log()
+    );
+    assert!(!s.operator_log().contains("tok-WRONG-SECRET"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_asked_about_less_and_less_until_the_secret_changes() {
+    let mut s = Scenario::new("backoff").await;
+    s.apply_secret("cloudflare-api", &[("apiToken", "tok-WRONG-SECRET")])
+        .await;
+    s.start_operator();
+    s.create_policy("p", json!({"driftCheckInterval": "1s"}))
+        .await;
+    s.wait_ready_reason("p", "InvalidCredentials").await;
+    // Checked every second when healthy; refused, the waits double: 1, 2, 4 s.
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    let times: Vec<jiff::Timestamp> = s.calls("GET").iter().map(|r| r.time).collect();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_secs_f64())
+        .collect();
+    assert!(
+        (3..=4).contains(&times.len()),
+        "{} GETs in 7.5 s: {gaps:?}\n{}",
+        times.len(),
+        s.operator_log()
+    );
+    for (n, gap) in gaps.iter().enumerate() {
+        let wanted = f64::from(1u32 << n);
+        assert!(
+            *gap >= wanted * 0.9 && *gap < wanted + 1.5,
+            "gap {n} was {gap:.2} s, wanted about {wanted} s: {gaps:?}"
+        );
+    }
+    // A changed Secret is asked about at once, and the right token is Ready.
+    s.sim().clear_requests();
+    s.apply_token_secret().await;
+    s.wait_for("p", "Ready", is_ready).await;
+    let first = s.calls("GET");
+    assert!(
+        !first.is_empty() && first.iter().any(|r| r.status == 200),
+        "{first:?}"
     );
     assert!(!s.operator_log().contains("tok-WRONG-SECRET"));
 }
@@ -344,7 +388,7 @@ async fn each_new_rotate_annotation_value_posts_exactly_once() {
         .expect("account")
         .last_key_rotation_at;
     assert!(after > before);
-    assert_eq!(status.last_key_rotation_at, Some(after));
+    assert_eq!(status.last_key_rotation_at, Some(canonical(after)));
     // The same value again: nothing.
     s.annotate("p", json!({ROTATE: "r1"})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -621,12 +665,12 @@ async fn a_rotation_on_the_simulators_clock_shows_in_status() {
         .await;
     assert_eq!(
         p.status.and_then(|st| st.last_key_rotation_at),
-        Some(
+        Some(canonical(
             s.sim()
                 .account(ACCOUNT)
                 .expect("account")
                 .last_key_rotation_at
-        )
+        ))
     );
     assert!(s.calls("POST").is_empty(), "the account rotated by itself");
 }

@@ -900,6 +900,7 @@ fn config(interval: Option<i64>, days: Option<f64>, last: Option<&str>) -> Accou
         key_rotation_interval_days: interval,
         days_until_next_rotation: days,
         last_key_rotation_at: last.map(ts),
+        served_at: None,
     }
 }
 

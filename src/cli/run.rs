@@ -277,6 +277,7 @@ impl RunArgs {
             leader,
             demand_cache: Default::default(),
             own_writes: Default::default(),
+            refusals: Default::default(),
         });
         tokio::pin!(controllers);
         tokio::select! {

@@ -9,7 +9,7 @@ use tracing::debug;
 use super::{
     budget::BudgetRegistry,
     credentials::Credentials,
-    envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response},
+    envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_http_date, parse_response},
     error::{CloudflareError, TransportKind},
     observer::{NoObserver, RequestObserver},
     retry::RetryPolicy,
@@ -204,11 +204,20 @@ impl CloudflareClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let served_at = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
         let body = read_capped(response).await;
         self.observer
             .request(operation, Some(status.as_u16()), started.elapsed());
         let (bytes, truncated) = body?;
-        let result = parse_response(status.as_u16(), retry_after.as_deref(), &bytes, truncated);
+        let result = parse_response(status.as_u16(), retry_after.as_deref(), &bytes, truncated)
+            .map(|config| AccountKeyConfig {
+                served_at,
+                ..config
+            });
         if let Err(CloudflareError::RateLimited { retry_after }) = &result {
             budget.block_for(*retry_after);
         }

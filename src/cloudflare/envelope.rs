@@ -30,7 +30,7 @@ const NOT_FOUND_CODES: [i64; 3] = [7003, 7000, 12109];
 const RATE_LIMIT_CODE: i64 = 971;
 
 /// An account's Access key configuration, as Cloudflare reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountKeyConfig {
     /// Days between automatic rotations (absent or non-integral values read as `None`).
     pub key_rotation_interval_days: Option<i64>,
@@ -38,6 +38,9 @@ pub struct AccountKeyConfig {
     pub days_until_next_rotation: Option<f64>,
     /// When the key was last rotated.
     pub last_key_rotation_at: Option<Timestamp>,
+    /// The answer's `Date` header: the account's clock when it answered
+    /// (whole seconds), if the answer had a readable one.
+    pub served_at: Option<Timestamp>,
 }
 
 /// The first error item of a failure envelope.
@@ -162,6 +165,7 @@ fn read_config(result: &Value) -> Result<AccountKeyConfig, String> {
             .get("days_until_next_rotation")
             .and_then(Value::as_f64),
         last_key_rotation_at,
+        served_at: None,
     })
 }
 
@@ -173,6 +177,14 @@ fn integral(value: &Value) -> Option<i64> {
             .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
             .map(|f| f as i64)
     })
+}
+
+/// An HTTP `Date` header (RFC 9110's IMF-fixdate, or the RFC 2822 forms
+/// older servers send); anything else is no date.
+pub fn parse_http_date(text: &str) -> Option<Timestamp> {
+    jiff::fmt::rfc2822::parse(text.trim())
+        .ok()
+        .map(|zoned| zoned.timestamp())
 }
 
 /// RFC 3339 with or without fractional seconds; also a space instead of `T`
@@ -241,6 +253,27 @@ fn bounded(text: &str, max_chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_dates_are_the_accounts_clock_and_anything_else_is_none() {
+        let at = |text| super::parse_http_date(text).map(|t| t.to_string());
+        assert_eq!(
+            at("Wed, 02 Dec 2026 06:12:25 GMT").as_deref(),
+            Some("2026-12-02T06:12:25Z")
+        );
+        assert_eq!(
+            at("Wed, 02 Dec 2026 07:12:25 +0100").as_deref(),
+            Some("2026-12-02T06:12:25Z")
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-12-02T06:12:25Z",
+            "Wed, 32 Dec 2026 06:12:25 GMT",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
@@ -281,7 +314,8 @@ mod tests {
             AccountKeyConfig {
                 key_rotation_interval_days: None,
                 days_until_next_rotation: None,
-                last_key_rotation_at: None
+                last_key_rotation_at: None,
+                served_at: None,
             }
         );
         // The rotation time is the exactly-once witness: unreadable is not "never".

@@ -13,7 +13,7 @@ mod retry;
 pub use budget::{BudgetRegistry, CredentialBudget, Demand};
 pub use client::{ClientSettings, CloudflareClient, DEFAULT_BASE_URL, Operation};
 pub use credentials::{CredentialId, Credentials};
-pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_response};
+pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_http_date, parse_response};
 pub use error::{CloudflareError, TransportKind};
 pub use observer::{NoObserver, RequestObserver};
 pub use retry::RetryPolicy;

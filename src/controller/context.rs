@@ -2,11 +2,13 @@
 
 use std::{
     collections::HashMap,
+    num::NonZeroUsize,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use kube::runtime::reflector::Store;
+use lru::LruCache;
 use tokio::sync::watch;
 
 use kube::ResourceExt;
@@ -16,6 +18,7 @@ use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
     metrics::Metrics,
+    reconcile::Refusal,
 };
 
 /// How long a computed credential demand is reused: it walks every cached policy.
@@ -59,6 +62,44 @@ pub struct Context {
     pub demand_cache: Mutex<HashMap<CredentialId, (Instant, Demand)>>,
     /// The versions of policies this replica's writes replaced.
     pub own_writes: OwnWrites,
+    /// The last refusal of each policy's credentials by Cloudflare.
+    pub refusals: Refusals,
+}
+
+/// How many policies' refusals are remembered; beyond that the least recently
+/// refused is forgotten (it then asks once more, at its check interval).
+const REFUSALS_KEPT: usize = 4096;
+
+/// The last refusal of each policy's credentials, keyed by `namespace/name`.
+pub struct Refusals(Mutex<LruCache<String, Refusal>>);
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self(Mutex::new(LruCache::new(
+            NonZeroUsize::new(REFUSALS_KEPT).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Refusal>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The policy's last refusal.
+    pub fn get(&self, policy: &str) -> Option<Refusal> {
+        self.lock().peek(policy).cloned()
+    }
+
+    /// Records a refusal.
+    pub fn put(&self, policy: &str, refusal: Refusal) {
+        self.lock().put(policy.to_owned(), refusal);
+    }
+
+    /// Forgets the policy's refusal (its credentials were accepted).
+    pub fn forget(&self, policy: &str) {
+        self.lock().pop(policy);
+    }
 }
 
 impl Context {

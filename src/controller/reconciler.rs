@@ -28,9 +28,10 @@ use crate::{
     },
     metrics::PolicySnapshot,
     reconcile::{
-        AccountClaim, RotateRequest, RotationStep, SecretError, credentials_from_secret, owner_of,
-        plan_account,
+        AccountClaim, AccountClock, RotateRequest, RotationStep, SecretError, after_refusal,
+        credentials_from_secret, owner_of, plan_account,
         status::{record_account, set_ready, set_synced},
+        wait_after_refusal,
     },
 };
 
@@ -92,6 +93,10 @@ struct Pass<'a> {
     replaced: Vec<String>,
     events: Vec<(EventReason, String)>,
     now: Timestamp,
+    /// A rotation held until the account's clock allows it: look again then.
+    hold: Option<Duration>,
+    /// The `resourceVersion` of the Secret this pass read credentials from.
+    secret_version: Option<String>,
 }
 
 /// Reconciles one policy (only on the leader), recording metrics. Every log
@@ -118,6 +123,10 @@ pub async fn reconcile(
         }
     }
 }
+
+/// Added to a rotation hold: the account's clock must have passed the
+/// instant, and the `Date` header only shows whole seconds.
+const HOLD_MARGIN: Duration = Duration::from_millis(100);
 
 /// How soon to look again at a policy whose cached copy predates our last write.
 const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
@@ -183,6 +192,8 @@ async fn reconcile_policy(
         replaced,
         events: Vec::new(),
         now: Timestamp::now(),
+        hold: None,
+        secret_version: None,
     };
     let result = match pass.run(&namespace).await {
         Ok(action) => pass.write_status().await.map(|()| action),
@@ -213,7 +224,10 @@ impl Pass<'_> {
         let credentials = match read_credentials(self.ctx, namespace, &spec.credentials_ref.name)
             .await?
         {
-            Ok(credentials) => credentials,
+            Ok((credentials, version)) => {
+                self.secret_version = Some(version);
+                credentials
+            }
             Err(problem) => {
                 let (reason, message) = match problem {
                     CredentialsProblem::Missing(name) => (
@@ -266,12 +280,35 @@ impl Pass<'_> {
                 self.check_interval().as_secs()
             )
         });
+        // Credentials Cloudflare refused: ask again only once their wait is over.
+        let last_refusal = self.ctx.refusals.get(&self.policy_key());
+        if let Some(version) = &self.secret_version
+            && let Some(wait) =
+                wait_after_refusal(last_refusal.as_ref(), version, std::time::Instant::now())
+        {
+            debug!(
+                wait_s = wait.as_secs(),
+                "credentials refused before and unchanged; not asking again yet"
+            );
+            let message = last_refusal.map(|r| r.message).unwrap_or_default();
+            self.ready(ReadyReason::InvalidCredentials, &message);
+            return Ok(Action::requeue(wait));
+        }
         let mut account = match cloudflare.get_config(&credentials, account_id).await {
-            Ok(account) => account,
+            Ok(account) => {
+                if last_refusal.is_some() {
+                    self.ctx.refusals.forget(&self.policy_key());
+                }
+                account
+            }
             Err(err) => return Ok(self.cloudflare_failed(&err, "reading the account")),
         };
         let request = RotateRequest::from_annotations(self.policy.annotations());
-        let plan = plan_account(spec, &self.status, request.as_ref(), &account, self.now);
+        let clock = AccountClock {
+            served_at: account.served_at,
+            operator_now: self.now,
+        };
+        let plan = plan_account(spec, &self.status, request.as_ref(), &account, clock);
         if let Some(original) = plan.capture_original {
             self.status.original_key_rotation_interval_days = Some(original);
         }
@@ -346,7 +383,9 @@ impl Pass<'_> {
             message.push_str(&late);
         }
         self.ready(ReadyReason::Reconciled, &message);
-        Ok(Action::requeue(jittered(self.check_interval())))
+        Ok(Action::requeue(
+            self.hold.unwrap_or_else(|| jittered(self.check_interval())),
+        ))
     }
 
     /// Handles the rotate request. Returns an action when the reconcile must stop here.
@@ -358,6 +397,17 @@ impl Pass<'_> {
     ) -> Result<Option<Action>, ReconcileError> {
         match step {
             RotationStep::Idle => Ok(None),
+            RotationStep::Hold { request, wait } => {
+                // Read the account again once its clock has left the last
+                // rotation's second behind (a few seconds at most).
+                debug!(
+                    request,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "rotation held: the last rotation is too recent to tell a new one from it"
+                );
+                self.hold = Some(wait + HOLD_MARGIN);
+                Ok(None)
+            }
             RotationStep::Refuse {
                 request,
                 outcome,
@@ -462,7 +512,26 @@ impl Pass<'_> {
             }
             _ => "",
         };
-        self.fail(err.ready_reason(), event, &format!("{doing}: {err}{hint}"));
+        let message = format!("{doing}: {err}{hint}");
+        self.fail(err.ready_reason(), event, &message);
+        if err.ready_reason() == ReadyReason::InvalidCredentials
+            && let Some(version) = &self.secret_version
+        {
+            // Back off while the Secret stays the same (see `reconcile::refusal`).
+            let key = self.policy_key();
+            let refusal = after_refusal(
+                self.ctx.refusals.get(&key).as_ref(),
+                version,
+                std::time::Instant::now(),
+                self.check_interval(),
+                &message,
+            );
+            let wait = refusal
+                .retry_at
+                .saturating_duration_since(std::time::Instant::now());
+            self.ctx.refusals.put(&key, refusal);
+            return Action::requeue(wait);
+        }
         match err {
             CloudflareError::RateLimited { retry_after } => Action::requeue(*retry_after),
             _ if err.is_retryable() || matches!(err, CloudflareError::Malformed { .. }) => {
@@ -501,6 +570,15 @@ impl Pass<'_> {
         );
         (owner.namespace != me.0 || owner.name != me.1)
             .then(|| format!("{}/{}", owner.namespace, owner.name))
+    }
+
+    /// `namespace/name`, the key of per-policy memory.
+    fn policy_key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.policy.namespace().unwrap_or_default(),
+            self.policy.name_any()
+        )
     }
 
     fn check_interval(&self) -> Duration {
@@ -560,19 +638,23 @@ impl Pass<'_> {
     }
 }
 
-/// Reads and validates the Secret. `Ok(Err(..))` is a user problem; `Err` a Kubernetes one.
+/// Reads and validates the Secret, returning the credentials and the
+/// Secret's `resourceVersion`. `Ok(Err(..))` is a user problem; `Err` a Kubernetes one.
 async fn read_credentials(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> Result<Result<Credentials, CredentialsProblem>, ReconcileError> {
+) -> Result<Result<(Credentials, String), CredentialsProblem>, ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     // Read on demand and dropped after this pass: Secret data is never cached.
     let Some(secret) = secrets.get_opt(name).await? else {
         return Ok(Err(CredentialsProblem::Missing(name.to_owned())));
     };
+    let version = secret.resource_version().unwrap_or_default();
     let data = secret.data.unwrap_or_default();
-    Ok(credentials_from_secret(name, &data).map_err(CredentialsProblem::Invalid))
+    Ok(credentials_from_secret(name, &data)
+        .map(|credentials| (credentials, version))
+        .map_err(CredentialsProblem::Invalid))
 }
 
 /// Adds the finalizer for `Restore`, removes it for `Orphan`; returns the
@@ -644,7 +726,7 @@ async fn finalize(
         (spec.suspend, spec.management_policy, original)
     {
         match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
-            Ok(credentials) => match ctx.cloudflare.update_interval(&credentials, &spec.account_id, days).await {
+            Ok((credentials, _)) => match ctx.cloudflare.update_interval(&credentials, &spec.account_id, days).await {
                 Ok(_) => event = Some((EventReason::Restored, format!("put the original rotation interval of {days} days back on account {}", spec.account_id))),
                 Err(err) if err.is_retryable() || matches!(err, CloudflareError::RateLimited { .. }) => {
                     return Err(ReconcileError::Restore(err));
@@ -682,6 +764,7 @@ fn merge_account(
             .days_until_next_rotation
             .or(before.days_until_next_rotation),
         last_key_rotation_at: after.last_key_rotation_at.or(before.last_key_rotation_at),
+        served_at: after.served_at.or(before.served_at),
     }
 }
 
@@ -690,6 +773,7 @@ fn account_from_status(status: &AccessKeyPolicyStatus) -> crate::cloudflare::Acc
         key_rotation_interval_days: status.account_key_rotation_interval_days,
         days_until_next_rotation: status.days_until_next_rotation.map(|d| d as f64),
         last_key_rotation_at: status.last_key_rotation_at,
+        served_at: None,
     }
 }
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
-
-use super::rotation::{RotateRequest, RotationStep, decide_rotation};
+use super::{
+    rotation::{RotateRequest, RotationStep, decide_rotation},
+    witness::AccountClock,
+};
 use crate::{
     cloudflare::AccountKeyConfig,
     crd::{AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy},
@@ -22,13 +23,13 @@ pub struct AccountPlan {
 }
 
 /// Plans the account writes from the spec, what status recorded, the rotate
-/// request and the account as just read.
+/// request, the account as just read and the account's clock.
 pub fn plan_account(
     spec: &AccessKeyPolicySpec,
     status: &AccessKeyPolicyStatus,
     request: Option<&RotateRequest>,
     account: &AccountKeyConfig,
-    now: Timestamp,
+    clock: AccountClock,
 ) -> AccountPlan {
     let wanted = i64::from(spec.key_rotation_interval_days);
     let update_interval = (spec.management_policy == ManagementPolicy::Manage
@@ -48,7 +49,7 @@ pub fn plan_account(
             spec.management_policy,
             cooldown,
             account.last_key_rotation_at,
-            now,
+            clock,
         ),
         capture_original,
     }
@@ -73,12 +74,16 @@ mod tests {
             key_rotation_interval_days: days,
             days_until_next_rotation: Some(10.0),
             last_key_rotation_at: Some("2026-10-01T00:00:00Z".parse().expect("ts")),
+            served_at: None,
         }
     }
 
     #[test]
     fn manage_mode_puts_only_when_the_account_differs() {
-        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let now = AccountClock {
+            served_at: None,
+            operator_now: "2026-11-26T00:00:00Z".parse().expect("ts"),
+        };
         let status = AccessKeyPolicyStatus::default();
         let differs = plan_account(
             &spec(30, ManagementPolicy::Manage),
@@ -113,7 +118,10 @@ mod tests {
 
     #[test]
     fn observe_mode_never_writes() {
-        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let now = AccountClock {
+            served_at: None,
+            operator_now: "2026-11-26T00:00:00Z".parse().expect("ts"),
+        };
         let request = RotateRequest {
             value: "r1".into(),
             force: true,
@@ -131,7 +139,10 @@ mod tests {
 
     #[test]
     fn the_original_interval_is_captured_once() {
-        let now = "2026-11-26T00:00:00Z".parse().expect("ts");
+        let now = AccountClock {
+            served_at: None,
+            operator_now: "2026-11-26T00:00:00Z".parse().expect("ts"),
+        };
         let status = AccessKeyPolicyStatus {
             original_key_rotation_interval_days: Some(42),
             ..Default::default()

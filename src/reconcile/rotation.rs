@@ -1,11 +1,13 @@
 //! The exactly-once rotation decision (pure). The account's own
 //! `last_key_rotation_at` is the witness: a pending request whose baseline the
 //! account has moved past was rotated, whatever happened to the operator since.
+//! [`super::witness`] keeps that comparison sound at any reported precision.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
+use super::witness::{AccountClock, canonical, hold_before_rotating, rotated_since};
 use crate::crd::{
     ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicyStatus,
     ManagementPolicy, RotateOutcome,
@@ -55,6 +57,14 @@ pub enum RotationStep {
         /// The request value.
         request: String,
     },
+    /// The account's last rotation is so recent that a new one could share its
+    /// second: read the account again after `wait` (nothing is written).
+    Hold {
+        /// The request value.
+        request: String,
+        /// How long until a rotation may begin, on the account's clock.
+        wait: Duration,
+    },
     /// Record the request and its baseline in status, then POST once.
     Begin {
         /// The request value.
@@ -64,15 +74,16 @@ pub enum RotationStep {
     },
 }
 
-/// Decides the rotation step from the request, what status recorded and what
-/// the account says now.
+/// Decides the rotation step from the request, what status recorded, what
+/// the account says now and the account's clock (cooldown and the witness are
+/// judged on the account's clock, not the operator's).
 pub fn decide_rotation(
     request: Option<&RotateRequest>,
     status: &AccessKeyPolicyStatus,
     mode: ManagementPolicy,
     cooldown: Duration,
     account_last_rotation: Option<Timestamp>,
-    now: Timestamp,
+    clock: AccountClock,
 ) -> RotationStep {
     let Some(request) = request else {
         return RotationStep::Idle;
@@ -80,22 +91,18 @@ pub fn decide_rotation(
     if status.last_handled_rotate_request.as_deref() == Some(request.value.as_str()) {
         return RotationStep::Idle;
     }
-    if let Some(pending) = status
+    // A pending request the account shows rotated is done; one it does not show
+    // goes through the checks below again (the mode may have changed).
+    let pending = status
         .pending_rotation
         .as_ref()
-        .filter(|p| p.request == request.value)
+        .filter(|p| p.request == request.value);
+    if let Some(pending) = pending
+        && rotated_since(pending.baseline_key_rotation_at, account_last_rotation)
     {
-        let moved = match (account_last_rotation, pending.baseline_key_rotation_at) {
-            (Some(now_at), Some(before)) => now_at > before,
-            (Some(_), None) => true,
-            (None, _) => false,
+        return RotationStep::Confirmed {
+            request: request.value.clone(),
         };
-        if moved {
-            return RotationStep::Confirmed {
-                request: request.value.clone(),
-            };
-        }
-        // Not rotated yet: the checks below still apply (the mode may have changed).
     }
     if mode == ManagementPolicy::Observe {
         return RotationStep::Refuse {
@@ -105,13 +112,16 @@ pub fn decide_rotation(
                 .to_owned(),
         };
     }
-    if let Some(last) = account_last_rotation.filter(|_| !request.force) {
+    if let Some(last) = account_last_rotation
+        .filter(|_| !request.force)
+        .map(canonical)
+    {
         let allowed_at = last
             .checked_add(
                 jiff::SignedDuration::try_from(cooldown).unwrap_or(jiff::SignedDuration::MAX),
             )
             .unwrap_or(Timestamp::MAX);
-        if now < allowed_at {
+        if clock.now() < allowed_at {
             return RotationStep::Refuse {
                 request: request.value.clone(),
                 outcome: RotateOutcome::RefusedCooldown,
@@ -122,9 +132,15 @@ pub fn decide_rotation(
             };
         }
     }
+    if let Some(wait) = hold_before_rotating(account_last_rotation, clock) {
+        return RotationStep::Hold {
+            request: request.value.clone(),
+            wait,
+        };
+    }
     RotationStep::Begin {
         request: request.value.clone(),
-        baseline: account_last_rotation,
+        baseline: account_last_rotation.map(canonical),
     }
 }
 
@@ -147,6 +163,14 @@ mod tests {
 
     fn ts(text: &str) -> Timestamp {
         text.parse().expect("valid timestamp")
+    }
+
+    /// The account's clock and ours agree.
+    fn at(text: &str) -> AccountClock {
+        AccountClock {
+            served_at: Some(ts(text)),
+            operator_now: ts(text),
+        }
     }
 
     fn request(value: &str, force: bool) -> RotateRequest {
@@ -193,7 +217,7 @@ mod tests {
 
     #[test]
     fn decision_table() {
-        let now = ts("2026-11-26T10:00:00Z");
+        let now = at("2026-11-26T10:00:00Z");
         let old = Some(ts("2026-11-01T00:00:00Z"));
         let recent = Some(ts("2026-11-25T00:00:00Z"));
         let manage = ManagementPolicy::Manage;
@@ -298,7 +322,7 @@ mod tests {
             ManagementPolicy::Observe,
             WEEK,
             Some(ts("2026-11-01T00:00:00Z")),
-            ts("2026-11-26T10:00:00Z"),
+            at("2026-11-26T10:00:00Z"),
         );
         assert!(
             matches!(
@@ -320,7 +344,7 @@ mod tests {
             ManagementPolicy::Observe,
             WEEK,
             None,
-            ts("2026-11-26T10:00:00Z"),
+            at("2026-11-26T10:00:00Z"),
         );
         assert!(
             matches!(
@@ -342,7 +366,7 @@ mod tests {
             ManagementPolicy::Manage,
             WEEK,
             Some(ts("2026-11-25T00:00:00Z")),
-            ts("2026-11-26T10:00:00Z"),
+            at("2026-11-26T10:00:00Z"),
         );
         let RotationStep::Refuse {
             outcome, message, ..
@@ -357,21 +381,142 @@ mod tests {
 
     #[test]
     fn a_zero_cooldown_never_refuses() {
-        let now = ts("2026-11-26T10:00:00Z");
+        let last = ts("2026-11-26T10:00:00Z");
         let step = decide_rotation(
             Some(&request("r1", false)),
             &Default::default(),
             ManagementPolicy::Manage,
             Duration::ZERO,
-            Some(now),
-            now,
+            Some(last),
+            at("2026-11-26T10:00:05Z"),
         );
         assert_eq!(
             step,
             RotationStep::Begin {
                 request: "r1".into(),
-                baseline: Some(now)
+                baseline: Some(last)
             }
         );
+    }
+
+    /// The double rotation found at one-second precision: a forced request in
+    /// the same second as the previous rotation is held until the account's
+    /// clock has left that second behind, and then begun with the baseline
+    /// cut to whole seconds.
+    #[test]
+    fn a_request_in_the_same_second_as_the_last_rotation_waits_for_the_accounts_clock() {
+        let last = ts("2026-12-02T06:12:25.27713Z");
+        let decide = |clock| {
+            decide_rotation(
+                Some(&request("r2", true)),
+                &handled("r1"),
+                ManagementPolicy::Manage,
+                WEEK,
+                Some(last),
+                clock,
+            )
+        };
+        assert_eq!(
+            decide(at("2026-12-02T06:12:25Z")),
+            RotationStep::Hold {
+                request: "r2".into(),
+                wait: Duration::from_secs(2)
+            }
+        );
+        // Our clock says it is much later; the account's Date header decides.
+        let skewed = AccountClock {
+            served_at: Some(ts("2026-12-02T06:12:26Z")),
+            operator_now: ts("2026-12-02T07:00:00Z"),
+        };
+        assert_eq!(
+            decide(skewed),
+            RotationStep::Hold {
+                request: "r2".into(),
+                wait: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(
+            decide(at("2026-12-02T06:12:27Z")),
+            RotationStep::Begin {
+                request: "r2".into(),
+                baseline: Some(ts("2026-12-02T06:12:25Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn a_pending_request_is_confirmed_by_the_whole_second_only() {
+        let step = |baseline: &str, now_at: &str| {
+            decide_rotation(
+                Some(&request("r1", true)),
+                &pending("r1", Some(baseline)),
+                ManagementPolicy::Manage,
+                WEEK,
+                Some(ts(now_at)),
+                at("2026-12-02T06:13:00Z"),
+            )
+        };
+        let confirmed = RotationStep::Confirmed {
+            request: "r1".into(),
+        };
+        // The same second at other precisions and offsets: not rotated.
+        for now_at in [
+            "2026-12-02T06:12:25Z",
+            "2026-12-02T06:12:25+00:00",
+            "2026-12-02T06:12:25.9Z",
+        ] {
+            assert!(
+                matches!(
+                    step("2026-12-02T06:12:25.17Z", now_at),
+                    RotationStep::Begin { .. }
+                ),
+                "{now_at}"
+            );
+        }
+        assert!(matches!(
+            step("2026-12-02T06:12:25Z", "2026-12-02T06:12:25.17Z"),
+            RotationStep::Begin { .. }
+        ));
+        assert_eq!(
+            step("2026-12-02T06:12:25.9Z", "2026-12-02T06:12:27Z"),
+            confirmed
+        );
+        assert_eq!(
+            step("2026-12-02T06:12:25Z", "2026-12-02T06:12:27.000001+00:00"),
+            confirmed
+        );
+    }
+
+    #[test]
+    fn the_cooldown_is_judged_on_the_accounts_clock() {
+        let last = Some(ts("2026-11-25T00:00:00Z"));
+        let decide = |clock| {
+            decide_rotation(
+                Some(&request("r1", false)),
+                &Default::default(),
+                ManagementPolicy::Manage,
+                WEEK,
+                last,
+                clock,
+            )
+        };
+        // An operator clock a month fast does not open the cooldown early.
+        let fast = AccountClock {
+            served_at: Some(ts("2026-11-26T00:00:00Z")),
+            operator_now: ts("2026-12-26T00:00:00Z"),
+        };
+        assert!(matches!(
+            decide(fast),
+            RotationStep::Refuse {
+                outcome: RotateOutcome::RefusedCooldown,
+                ..
+            }
+        ));
+        // A slow one does not hold it closed once the account's week is over.
+        let slow = AccountClock {
+            served_at: Some(ts("2026-12-02T00:00:01Z")),
+            operator_now: ts("2026-11-20T00:00:00Z"),
+        };
+        assert!(matches!(decide(slow), RotationStep::Begin { .. }));
     }
 }

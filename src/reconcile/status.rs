@@ -4,6 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::witness::canonical;
 use crate::{
     cloudflare::AccountKeyConfig,
     crd::{AccessKeyPolicyStatus, ConditionType, ReadyReason, SyncedReason},
@@ -111,23 +112,34 @@ pub fn set_synced(
     );
 }
 
-/// Copies the account's state into the status.
+/// Copies the account's state into the status, in canonical form: times cut
+/// to whole seconds (the account may report one instant at any precision and
+/// offset style; none of those differences is a change), whole days until the
+/// next rotation (fractions cut; when the account leaves the field out, the
+/// days from its own clock to the next rotation).
 pub fn record_account(status: &mut AccessKeyPolicyStatus, account: &AccountKeyConfig) {
     status.account_key_rotation_interval_days = account.key_rotation_interval_days;
-    status.days_until_next_rotation = account
-        .days_until_next_rotation
-        .filter(|d| d.is_finite())
-        .map(|d| d.floor().clamp(0.0, 1e6) as i64);
-    status.last_key_rotation_at = account.last_key_rotation_at;
-    status.next_key_rotation_at = match (
-        account.last_key_rotation_at,
-        account.key_rotation_interval_days,
-    ) {
+    let last = account.last_key_rotation_at.map(canonical);
+    status.last_key_rotation_at = last;
+    status.next_key_rotation_at = match (last, account.key_rotation_interval_days) {
         (Some(last), Some(days)) if (1..=36_500).contains(&days) => {
             last.checked_add(SignedDuration::from_hours(24 * days)).ok()
         }
         _ => None,
     };
+    let reported = account
+        .days_until_next_rotation
+        .filter(|d| d.is_finite())
+        .map(|d| d.floor().clamp(0.0, 1e6) as i64);
+    let derived = || {
+        let days = status
+            .next_key_rotation_at?
+            .duration_since(account.served_at?)
+            .as_secs()
+            .div_euclid(86_400);
+        Some(days.clamp(0, 1_000_000))
+    };
+    status.days_until_next_rotation = reported.or_else(derived);
 }
 
 #[cfg(test)]
@@ -214,6 +226,59 @@ mod tests {
         );
     }
 
+    /// One rotation reported at every precision and offset style the contract
+    /// allows builds one status: a drift check at rest writes nothing.
+    #[test]
+    fn every_form_of_the_same_rotation_records_the_same_status() {
+        let forms = [
+            ("2026-12-02T06:12:22.27713Z", Some(12.0)),
+            ("2026-12-02T06:12:22Z", Some(12.4)),
+            ("2026-12-02T06:12:22+00:00", Some(12.999)),
+            ("2026-12-02T06:12:22.277Z", Some(12.0)),
+            ("2026-12-02T07:12:22.5+01:00", Some(12.5)),
+        ];
+        let recorded: Vec<AccessKeyPolicyStatus> = forms
+            .iter()
+            .map(|(at, days)| {
+                let mut status = AccessKeyPolicyStatus::default();
+                record_account(
+                    &mut status,
+                    &AccountKeyConfig {
+                        key_rotation_interval_days: Some(30),
+                        days_until_next_rotation: *days,
+                        last_key_rotation_at: Some(ts(at)),
+                        served_at: Some(ts("2026-12-19T00:00:00Z")),
+                    },
+                );
+                status
+            })
+            .collect();
+        assert!(recorded.windows(2).all(|w| w[0] == w[1]), "{recorded:#?}");
+        let json = serde_json::to_value(&recorded[0]).expect("serializes");
+        assert_eq!(json["lastKeyRotationAt"], "2026-12-02T06:12:22Z");
+        assert_eq!(json["nextKeyRotationAt"], "2027-01-01T06:12:22Z");
+        assert_eq!(json["daysUntilNextRotation"], 12);
+    }
+
+    #[test]
+    fn missing_days_are_counted_on_the_accounts_clock() {
+        let mut status = AccessKeyPolicyStatus::default();
+        let mut account = AccountKeyConfig {
+            key_rotation_interval_days: Some(30),
+            days_until_next_rotation: None,
+            last_key_rotation_at: Some(ts("2026-12-02T06:12:22Z")),
+            served_at: Some(ts("2026-12-19T08:00:00Z")),
+        };
+        record_account(&mut status, &account);
+        assert_eq!(status.days_until_next_rotation, Some(12));
+        account.served_at = Some(ts("2027-02-01T00:00:00Z"));
+        record_account(&mut status, &account);
+        assert_eq!(status.days_until_next_rotation, Some(0), "overdue is zero");
+        account.served_at = None;
+        record_account(&mut status, &account);
+        assert_eq!(status.days_until_next_rotation, None, "no clock, no guess");
+    }
+
     #[test]
     fn next_rotation_is_last_rotation_plus_the_interval() {
         let mut status = AccessKeyPolicyStatus::default();
@@ -223,11 +288,12 @@ mod tests {
                 key_rotation_interval_days: Some(30),
                 days_until_next_rotation: Some(12.7),
                 last_key_rotation_at: Some(ts("2026-11-14T09:12:44.5Z")),
+                served_at: None,
             },
         );
         assert_eq!(
             status.next_key_rotation_at,
-            Some(ts("2026-12-14T09:12:44.5Z"))
+            Some(ts("2026-12-14T09:12:44Z"))
         );
         assert_eq!(status.days_until_next_rotation, Some(12));
         assert_eq!(status.account_key_rotation_interval_days, Some(30));
@@ -237,6 +303,7 @@ mod tests {
                 key_rotation_interval_days: Some(-5),
                 days_until_next_rotation: Some(f64::NAN),
                 last_key_rotation_at: None,
+                served_at: None,
             },
         );
         assert_eq!(
