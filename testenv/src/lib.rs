@@ -19,6 +19,7 @@ pub mod dev_cluster;
 mod error;
 mod kubeconfig;
 mod lifeline;
+pub mod node;
 mod pki;
 mod ports;
 mod processes;

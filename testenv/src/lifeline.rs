@@ -10,6 +10,7 @@
 //! reaps a server before the watchdog has finished, a PID it kills cannot have
 //! been reused by an unrelated process.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -22,6 +23,7 @@ const RELEASE: &str = "release";
 
 const SCRIPT: &str = r#"
 dir=$1
+shift
 pids=
 while read -r line; do
   if [ "$line" = release ]; then exit 0; fi
@@ -36,6 +38,7 @@ for pid in $pids; do
     tries=$((tries + 1))
   done
 done
+if [ "$#" -gt 0 ]; then "$@" || true; fi
 if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 "#;
 
@@ -49,14 +52,35 @@ pub(crate) struct Lifeline {
 impl Lifeline {
     /// Starts the watchdog; `remove_dir` is deleted after the servers die.
     pub(crate) fn start(remove_dir: Option<&Path>) -> Result<Self, TestEnvError> {
+        Self::start_with_cleanup(remove_dir, &[], None)
+    }
+
+    /// Like [`Lifeline::start`], and once the servers are dead the watchdog
+    /// runs `cleanup` (a program and its arguments, if not empty) before it
+    /// deletes `remove_dir`; the cleanup's output goes to `cleanup_log`.
+    pub(crate) fn start_with_cleanup(
+        remove_dir: Option<&Path>,
+        cleanup: &[&OsStr],
+        cleanup_log: Option<&Path>,
+    ) -> Result<Self, TestEnvError> {
+        let output = || match cleanup_log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .map_err(|e| TestEnvError::io(format!("opening {}", path.display()), e)),
+            None => Ok(Stdio::null()),
+        };
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(SCRIPT)
             .arg("keyrotor-testenv-lifeline")
             .arg(remove_dir.map(Path::as_os_str).unwrap_or_default())
+            .args(cleanup)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output()?)
+            .stderr(output()?)
             // Its own process group, so Ctrl-C on `cargo test` reaches the test
             // binary only; the watchdog then cleans up after it.
             .process_group(0)
