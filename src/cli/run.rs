@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     cloudflare::{BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, RetryPolicy},
@@ -221,9 +222,10 @@ impl RunArgs {
             .filter(|n| !n.is_empty())
             .collect();
 
-        let shutdown = Shutdown::on_signals();
+        let shutdown = CancellationToken::new();
+        cancel_on_signals(shutdown.clone());
         let probes = Probes::new(metrics.clone());
-        let server = server::serve(self.metrics_address, probes.clone(), shutdown.wait())
+        let server = server::serve(self.metrics_address, probes.clone(), cancelled(&shutdown))
             .await
             .with_context(|| {
                 format!(
@@ -262,7 +264,7 @@ impl RunArgs {
             namespaces,
             label_selector: self.label_selector.clone(),
             concurrency: self.concurrency,
-            shutdown: shutdown.wait(),
+            shutdown: cancelled(&shutdown),
             leadership_gained: leadership.gained(),
             on_ready: move || probes.set_ready(true),
         };
@@ -282,7 +284,7 @@ impl RunArgs {
         tokio::pin!(controllers);
         tokio::select! {
             () = &mut controllers => {}
-            () = shutdown.wait() => {
+            () = shutdown.cancelled() => {
                 tracing::info!("shutting down: finishing in-flight reconciles");
                 if tokio::time::timeout(self.shutdown_grace.as_duration(), &mut controllers).await.is_err() {
                     tracing::warn!(grace = %self.shutdown_grace, "in-flight reconciles did not finish in time");
@@ -304,31 +306,21 @@ fn default_identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// SIGTERM or SIGINT, as a future any number of tasks can wait on.
-#[derive(Clone)]
-struct Shutdown(tokio::sync::watch::Receiver<bool>);
+/// Cancels `token` on SIGTERM or SIGINT.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        token.cancel();
+    });
+}
 
-impl Shutdown {
-    fn on_signals() -> Self {
-        let (sender, receiver) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("signal received");
-            sender.send_replace(true);
-            // Keep the sender alive so waiters see `true`, not a closed channel.
-            std::future::pending::<()>().await;
-        });
-        Self(receiver)
-    }
-
-    fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
-        let receiver = self.0.clone();
-        let shared = async move {
-            let mut receiver = receiver;
-            let _ = receiver.wait_for(|stop| *stop).await;
-        };
-        futures::FutureExt::shared(Box::pin(shared))
-    }
+/// The shutdown as a future that any number of tasks can clone and wait on
+/// (the controllers' `graceful_shutdown_on` needs `Clone`).
+fn cancelled(
+    token: &CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static {
+    futures::FutureExt::shared(Box::pin(token.clone().cancelled_owned()))
 }
 
 async fn wait_for_signal() {
