@@ -50,8 +50,6 @@ pub struct OperationLabels {
 /// Labels of rotation counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RotationLabels {
-    /// What asked for it: `annotation`.
-    pub trigger: String,
     /// Rotated, RefusedCooldown, RefusedObserveOnly or Failed.
     pub outcome: String,
 }
@@ -122,11 +120,7 @@ impl Metrics {
             request_duration.clone(),
         );
         let rotations = Family::<RotationLabels, Counter>::default();
-        registry.register(
-            "rotations",
-            "Rotate requests by trigger and outcome",
-            rotations.clone(),
-        );
+        registry.register("rotations", "Rotate requests by outcome", rotations.clone());
         let policies = Arc::new(PolicyGauges::default());
         registry.register_collector(Box::new(policies.clone()));
         let leader = Gauge::default();
@@ -203,11 +197,12 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
-    /// Counts one handled rotate request.
-    pub fn rotation(&self, trigger: &str, outcome: &str) {
+    /// Counts one handled rotate request. `_trigger` is no longer a label (the
+    /// annotation is the only trigger); the parameter goes when its caller,
+    /// the reconciler, stops passing it.
+    pub fn rotation(&self, _trigger: &str, outcome: &str) {
         self.rotations
             .get_or_create(&RotationLabels {
-                trigger: trigger.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
@@ -251,9 +246,6 @@ impl RequestObserver for Metrics {
         }
     }
 }
-
-/// Shared handle.
-pub type SharedMetrics = Arc<Metrics>;
 
 /// The per-policy gauges, one entry per policy, encoded at scrape time: four
 /// gauge families would hold four labelled copies of every policy's name.
@@ -359,7 +351,7 @@ mod tests {
             r#"keyrotor_reconciles_total{result="success",reason="Reconciled"} 1"#,
             r#"keyrotor_cloudflare_requests_total{operation="get",status="200"} 1"#,
             r#"keyrotor_cloudflare_requests_total{operation="rotate",status="error"} 1"#,
-            r#"keyrotor_rotations_total{trigger="annotation",outcome="Rotated"} 1"#,
+            r#"keyrotor_rotations_total{outcome="Rotated"} 1"#,
             r#"keyrotor_policy_ready{namespace="ns",name="p"} 1"#,
             r#"keyrotor_policy_interval_days{namespace="ns",name="p"} 30"#,
             r#"keyrotor_policy_next_rotation_timestamp_seconds{namespace="ns",name="p"} 2"#,

@@ -635,7 +635,7 @@ fn documented_flux_exprs() -> FluxExprs {
     let mut found = Vec::new();
     for block in doc.split("```yaml\n").skip(1) {
         let block = block.split("```").next().unwrap_or_default();
-        for document in serde_yaml::Deserializer::from_str(block) {
+        for document in serde_norway::Deserializer::from_str(block) {
             let value: Value = serde::Deserialize::deserialize(document)
                 .unwrap_or_else(|e| panic!("a YAML block of docs/gitops.md does not parse: {e}"));
             if value["kind"] != "Kustomization" {
@@ -961,7 +961,7 @@ fn argocd_cm_patch_inlines_the_lua_files_exactly() {
     let committed = read(ARGOCD_CM);
 
     // Independent of the layout: what Argo CD will read is byte-identical to the files.
-    let cm: Value = serde_yaml::from_str(&committed).expect("argocd-cm-patch.yaml parses");
+    let cm: Value = serde_norway::from_str(&committed).expect("argocd-cm-patch.yaml parses");
     assert_eq!(
         (&cm["apiVersion"], &cm["kind"]),
         (&json!("v1"), &json!("ConfigMap"))
@@ -972,7 +972,7 @@ fn argocd_cm_patch_inlines_the_lua_files_exactly() {
         Some(read("deploy/argocd/health.lua").as_str()),
         "the health check in argocd-cm differs from health.lua"
     );
-    let actions: Value = serde_yaml::from_str(
+    let actions: Value = serde_norway::from_str(
         cm["data"][ACTIONS_KEY]
             .as_str()
             .expect("the actions key is a string"),

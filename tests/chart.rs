@@ -311,7 +311,7 @@ async fn the_pod_template_is_admitted_under_pod_security_restricted() {
         .split("\n---")
         .find(|doc| doc.contains("\nkind: Deployment"))
         .expect("a Deployment");
-    let deployment: serde_json::Value = serde_yaml::from_str(deployment).expect("yaml");
+    let deployment: serde_json::Value = serde_norway::from_str(deployment).expect("yaml");
     let template = &deployment["spec"]["template"];
     let pod = serde_json::json!({
         "apiVersion": "v1",

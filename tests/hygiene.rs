@@ -429,7 +429,7 @@ async fn no_object_can_point_the_operator_at_another_url() {
     let root = keyrotor_testenv::workspace_root();
     let text = std::fs::read_to_string(root.join("crds/accesskeypolicies.keyrotor.dev.yaml"))
         .expect("crd file");
-    let crd: Value = serde_yaml::from_str(&text).expect("yaml");
+    let crd: Value = serde_norway::from_str(&text).expect("yaml");
     let mut names = Vec::new();
     for version in crd["spec"]["versions"].as_array().expect("versions") {
         property_names(&version["schema"]["openAPIV3Schema"], &mut names);

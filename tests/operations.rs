@@ -82,10 +82,7 @@ async fn metrics_after_a_scenario_count_what_happened_and_forget_deleted_policie
         .is_some_and(|n| n >= 2.0)
     );
     assert_eq!(
-        sample(
-            &scrape,
-            r#"keyrotor_rotations_total{trigger="annotation",outcome="Rotated"}"#
-        ),
+        sample(&scrape, r#"keyrotor_rotations_total{outcome="Rotated"}"#),
         Some(1.0)
     );
     assert!(

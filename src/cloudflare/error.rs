@@ -125,18 +125,6 @@ impl CloudflareError {
         matches!(self, Self::Server { .. } | Self::Transport { .. })
     }
 
-    /// Cloudflare's error code, when it sent one.
-    pub fn code(&self) -> Option<i64> {
-        match self {
-            Self::Authentication { code, .. }
-            | Self::AccountNotFound { code, .. }
-            | Self::Rejected { code, .. }
-            | Self::Server { code, .. } => *code,
-            Self::RateLimited { .. } => Some(971),
-            Self::Transport { .. } | Self::Malformed { .. } => None,
-        }
-    }
-
     /// Records how many attempts a retried call made.
     pub(crate) fn with_attempts(mut self, made: u32) -> Self {
         if let Self::Server { attempts, .. } | Self::Transport { attempts, .. } = &mut self {

@@ -49,20 +49,21 @@ pub(crate) fn load(path: &Path) -> Result<Vec<CustomResourceDefinition>, TestEnv
     };
     let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
     let mut crds = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
+    for document in serde_norway::Deserializer::from_str(&text) {
+        let value =
+            serde_norway::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
         // A document holding only comments, such as a generated-file header.
         if value.is_null() {
             continue;
         }
-        let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+        let kind = value.get("kind").and_then(serde_norway::Value::as_str);
         if kind != Some("CustomResourceDefinition") {
             return Err(invalid(format!(
                 "expected kind CustomResourceDefinition, found {kind:?}"
             )));
         }
         let crd: CustomResourceDefinition =
-            serde_yaml::from_value(value).map_err(|e| invalid(e.to_string()))?;
+            serde_norway::from_value(value).map_err(|e| invalid(e.to_string()))?;
         if crd.metadata.name.as_deref().is_none_or(str::is_empty) {
             return Err(invalid(
                 "a CustomResourceDefinition has no metadata.name".to_owned(),

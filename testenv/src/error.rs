@@ -68,7 +68,7 @@ pub enum TestEnvError {
     Unexpected(String),
     /// A YAML document could not be produced.
     #[error("writing YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     /// The directory asked for already holds files.
     #[error("{0} is not empty; refusing to start a control plane there")]
     DirNotEmpty(PathBuf),

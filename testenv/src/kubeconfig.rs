@@ -43,7 +43,7 @@ pub(crate) fn write_kubeconfig(
         }],
         "current-context": "keyrotor-testenv",
     });
-    std::fs::write(path, serde_yaml::to_string(&config)?)
+    std::fs::write(path, serde_norway::to_string(&config)?)
         .map_err(|e| TestEnvError::io(format!("writing {}", path.display()), e))
 }
 

@@ -1,10 +1,35 @@
 //! The benchmark's smoke mode (N = 50) runs with the tests: every stage works
 //! and the behavioural targets hold. Speed targets are the benchmark's job
 //! (`hack/bench.sh`), not a test's.
+//!
+//! The operator binary is the workspace's own build: `cargo test --workspace`
+//! (the test command) builds it next to this test's directory;
+//! `KEYROTOR_BENCH_OPERATOR` names another.
+
+use std::path::PathBuf;
+
+/// `target/<profile>/keyrotor`, beside `target/<profile>/deps/` where this test runs.
+fn operator_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KEYROTOR_BENCH_OPERATOR") {
+        return PathBuf::from(path);
+    }
+    let test = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = test
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir.join(format!("keyrotor{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo test --workspace` or `cargo build -p keyrotor` first",
+        binary.display()
+    );
+    binary
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_smoke_run_completes_and_meets_its_behavioural_targets() {
-    let operator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_keyrotor"));
+    let operator = operator_binary();
     let config = keyrotor_bench::BenchConfig::smoke(operator);
     let report = keyrotor_bench::run(&config)
         .await
