@@ -7,7 +7,7 @@
 #   kubelet, kube-controller-manager, kube-scheduler, kube-proxy
 #   (tools/kubernetes-node), containerd, containerd-shim-runc-v2, ctr
 #   (tools/containerd) and the sandbox image's pause program (tools/pause),
-#   and, as root, installs runc, the CNI plugins and iptables from Debian.
+#   and, as root, installs runc, the CNI plugins, iptables and socat from Debian.
 # --print-dir prints the bin directory on stdout (building first if needed).
 #
 # Each module under tools/ is cached on its own, keyed by its go.mod/go.sum,
@@ -117,7 +117,7 @@ fi
 
 if $node && [[ $(id -u) == 0 ]]; then
   missing=()
-  for p in runc containernetworking-plugins iptables; do
+  for p in runc containernetworking-plugins iptables socat; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if ((${#missing[@]})); then

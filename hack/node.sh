@@ -227,7 +227,18 @@ do_up() {
   mkdir -p "$dir/logs"
   # What down restores or removes.
   local s p
-  for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$dir/sysctls.saved"
+  # Another node of ours already changed them: take its saved originals (its
+  # holder's working directory is its state directory).
+  local other holder_dir
+  for other in $(ip netns list 2>/dev/null | awk '$1 ~ /^krnode-/ {print $1}'); do
+    for p in $(ip netns pids "$other" 2>/dev/null); do
+      holder_dir=$(readlink "/proc/$p/cwd" 2>/dev/null || true)
+      if [[ -f $holder_dir/sysctls.saved ]]; then cp "$holder_dir/sysctls.saved" "$dir/sysctls.saved"; break 2; fi
+    done
+  done
+  if [[ ! -f $dir/sysctls.saved ]]; then
+    for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$dir/sysctls.saved"
+  fi
   for p in "${host_paths[@]}"; do [[ -e $p ]] || echo "$p"; done >"$dir/created-paths"
   echo "$netns" >"$dir/netns"
   echo "$cgroup" >"$dir/cgroup"
@@ -245,7 +256,7 @@ do_up() {
   mkdir -p "$dir/fs/run" "$dir/fs/var-lib" "$dir/fs/var-log"
   # shellcheck disable=SC2016 # $1 is expanded by the inner sh
   nsenter --net="/run/netns/$netns" -- unshare --mount --propagation private -- \
-    setsid sh -c 'mount --bind "$1/fs/run" /run && mount --bind "$1/fs/var-lib" /var/lib &&
+    setsid sh -c 'cd "$1" && mount --bind "$1/fs/run" /run && mount --bind "$1/fs/var-lib" /var/lib &&
       mount --bind "$1/fs/var-log" /var/log && touch "$1/holder.ready" && exec sleep infinity' \
     holder "$dir" >"$dir/logs/holder.log" 2>&1 </dev/null &
   echo $! >"$dir/holder.pid"
@@ -481,7 +492,9 @@ do_down() {
   done
   # 5. Sysctls and host paths.
   local k v p
-  if [[ -f $dir/sysctls.saved ]]; then
+  if ip netns list 2>/dev/null | grep -q '^krnode-'; then
+    log "another node runs: it restores the sysctls when it stops"
+  elif [[ -f $dir/sysctls.saved ]]; then
     while IFS="=" read -r k v; do
       [[ $(sysctl -n "$k") == "$v" ]] || sysctl -qw "$k=$v"
     done <"$dir/sysctls.saved"

@@ -19,6 +19,14 @@ step "test tools (kube-apiserver, etcd, kubectl, helm) from pinned Go modules"
 KEYROTOR_TOOLS_DIR=$(hack/install-tools.sh --print-dir)
 export KEYROTOR_TOOLS_DIR
 
+if [[ $(id -u) == 0 ]]; then
+  step "real-node tools (kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd, pause; runc, CNI plugins)"
+  KEYROTOR_NODE_TOOLS_DIR=$(hack/install-tools.sh --node --print-dir)
+  export KEYROTOR_NODE_TOOLS_DIR
+else
+  echo "!!! not root: the real-node end-to-end tests (tests/e2e.rs, tests/e2e_teardown.rs) will be SKIPPED" >&2
+fi
+
 step "shellcheck"
 shellcheck hack/*.sh .ci/run
 
@@ -29,7 +37,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features keyrotor/failpoints -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (with the failpoints the crash tests pause at)"
+cargo test --workspace --locked --features keyrotor/failpoints
