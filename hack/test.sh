@@ -37,7 +37,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked --features keyrotor/failpoints -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (with the failpoints the crash tests pause at)"
-cargo test --workspace --locked --features keyrotor/failpoints
+step "cargo test"
+cargo test --workspace --locked
