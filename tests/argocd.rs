@@ -1,6 +1,9 @@
-//! The Argo CD health check and resource actions in `deploy/argocd/`, run in a
-//! Lua 5.4 state cut down to what Argo CD's sandbox offers, on fixture policies;
-//! the `argocd-cm` patch that inlines them; and, on the same fixtures, what
+//! The Argo CD health check and resource actions of
+//! `deploy/argocd/keyrotor.dev/AccessKeyPolicy/`, laid out as in Argo CD's
+//! `resource_customizations/<group>/<kind>/` and checked by their own
+//! `health_test.yaml` and `actions/action_test.yaml`, run in a Lua 5.1 state
+//! (Argo CD's gopher-lua is 5.1) cut down to what Argo CD's sandbox offers; the
+//! `argocd-cm` patch that inlines the scripts; and, on the same test data, what
 //! kstatus alone and the Flux `healthCheckExprs` of `docs/gitops.md` conclude.
 
 use std::{
@@ -17,8 +20,9 @@ use kube::core::cel::cel;
 use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue};
 use serde_json::{Value, json};
 
+/// The directory Argo CD would know as `resource_customizations/keyrotor.dev/AccessKeyPolicy`.
+const KIND_DIR: &str = "deploy/argocd/keyrotor.dev/AccessKeyPolicy";
 const REQUEST: &str = "keyrotor.dev/rotate-requested-at";
-const FORCE: &str = "keyrotor.dev/rotate-force";
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -27,6 +31,12 @@ fn repo_path(relative: &str) -> PathBuf {
 fn read(relative: &str) -> String {
     std::fs::read_to_string(repo_path(relative))
         .unwrap_or_else(|e| panic!("reading {relative}: {e}"))
+}
+
+/// A YAML file of the kind directory, as JSON.
+fn yaml(relative: &str) -> Value {
+    let path = format!("{KIND_DIR}/{relative}");
+    serde_norway::from_str(&read(&path)).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -42,7 +52,7 @@ fn argo_sandbox(fixed_time: Option<i64>) -> Lua {
         StdLib::TABLE | StdLib::PACKAGE | StdLib::OS,
         LuaOptions::default(),
     )
-    .expect("a Lua 5.4 state");
+    .expect("a Lua 5.1 state");
     lua.load(
         r#"
         local real_date, real_time, fixed = os.date, os.time, ...
@@ -145,7 +155,11 @@ fn run_script(lua: &Lua, relative: &str, object: &Value) -> Value {
 }
 
 fn argo_health(object: &Value) -> (String, String) {
-    let hs = run_script(&argo_sandbox(None), "deploy/argocd/health.lua", object);
+    let hs = run_script(
+        &argo_sandbox(None),
+        &format!("{KIND_DIR}/health.lua"),
+        object,
+    );
     let fields = hs.as_object().expect("health.lua returns a table");
     assert!(
         fields.keys().all(|k| k == "status" || k == "message"),
@@ -175,412 +189,212 @@ fn sandbox_offers_only_what_argo_cd_offers() {
 }
 
 // ---------------------------------------------------------------------------
-// Fixtures
+// Health: health_test.yaml
 
-fn policy(generation: i64) -> Value {
-    json!({
-        "apiVersion": "keyrotor.dev/v1alpha1",
-        "kind": "AccessKeyPolicy",
-        "metadata": {
-            "name": "production",
-            "namespace": "security",
-            "generation": generation,
-            "uid": "6f1c2a8e-2b1d-4c55-9d1e-3f0c3c1b2a10",
-            "creationTimestamp": "2026-11-01T09:00:00Z",
-        },
-        "spec": {
-            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
-            "keyRotationIntervalDays": 30,
-            "credentialsRef": {"name": "cloudflare-api"},
-            "managementPolicy": "Manage",
-            "suspend": false,
-            "driftCheckInterval": "10m",
-            "rotationCooldown": "168h",
-            "deletionPolicy": "Orphan",
-        },
-    })
+/// `health_test.yaml`'s cases: the test data file and the expected status and message.
+fn health_tests() -> Vec<(String, String, String)> {
+    let tests = yaml("health_test.yaml");
+    tests["tests"]
+        .as_array()
+        .expect("health_test.yaml has tests")
+        .iter()
+        .map(|test| {
+            let text = |value: &Value| value.as_str().expect("a string").to_owned();
+            (
+                text(&test["inputPath"]),
+                text(&test["healthStatus"]["status"]),
+                text(&test["healthStatus"]["message"]),
+            )
+        })
+        .collect()
 }
-
-fn condition(kind: &str, status: &str, reason: &str, message: &str, generation: i64) -> Value {
-    json!({
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": "2026-11-26T09:00:00Z",
-    })
-}
-
-/// A policy at `generation` whose status was written for `observed`.
-fn observed(generation: i64, observed: i64, conditions: Vec<Value>) -> Value {
-    let mut object = policy(generation);
-    object["status"] = json!({
-        "observedGeneration": observed,
-        "conditions": conditions,
-        "accountKeyRotationIntervalDays": 30,
-        "daysUntilNextRotation": 12,
-        "lastKeyRotationAt": "2026-11-14T09:12:44.5Z",
-        "nextKeyRotationAt": "2026-12-14T09:12:44.5Z",
-        "originalKeyRotationIntervalDays": 42,
-    });
-    object
-}
-
-const READY_MESSAGE: &str = "the account rotates every 30 days, as the spec says";
-
-fn healthy() -> Value {
-    observed(
-        2,
-        2,
-        vec![
-            condition("Ready", "True", "Reconciled", READY_MESSAGE, 2),
-            condition("Synced", "True", "InSync", READY_MESSAGE, 2),
-        ],
-    )
-}
-
-/// Ready False with `reason`, with the conditions the operator itself writes
-/// for it (kstatus's `Stalled` or `Reconciling` beside `Ready`); a reason the
-/// operator does not know gets the Ready condition alone.
-fn ready_false(reason: &str, message: &str) -> Value {
-    let conditions = match ReadyReason::ALL.iter().find(|r| r.as_str() == reason) {
-        Some(known) => {
-            let mut status = AccessKeyPolicyStatus::default();
-            let at = "2026-11-26T09:00:00Z".parse().expect("timestamp");
-            set_ready(&mut status, *known, message, Some(2), at);
-            status
-                .conditions
-                .iter()
-                .map(|c| serde_json::to_value(c).expect("condition serializes"))
-                .collect()
-        }
-        None => vec![condition("Ready", "False", reason, message, 2)],
-    };
-    observed(2, 2, conditions)
-}
-
-/// Sets the rotate annotation, and optionally what the operator recorded for it.
-fn request(mut object: Value, value: &str, handled: Option<(&str, &str)>) -> Value {
-    object["metadata"]["annotations"] = json!({ REQUEST: value });
-    if let Some((last, outcome)) = handled {
-        object["status"]["lastHandledRotateRequest"] = json!(last);
-        object["status"]["lastRotateOutcome"] = json!(outcome);
-    }
-    object
-}
-
-/// One fixture and what each tool must conclude about it.
-struct Case {
-    name: &'static str,
-    policy: Value,
-    /// Argo CD health status and a fragment of its message.
-    argo: (&'static str, &'static str),
-    /// Upstream kstatus rules alone (what `wait: true` sees without expressions).
-    kstatus: &'static str,
-    /// Flux with the documented `healthCheckExprs`; "Waiting" means the
-    /// expressions cannot be evaluated yet (no status), and Flux keeps waiting.
-    flux: &'static str,
-}
-
-fn cases() -> Vec<Case> {
-    let secret_missing = "Secret security/cloudflare-api not found";
-    vec![
-        Case {
-            name: "fresh object, no status",
-            policy: policy(1),
-            argo: (
-                "Progressing",
-                "waiting for the operator to observe generation 1",
-            ),
-            kstatus: "Current",
-            flux: "Waiting",
-        },
-        Case {
-            name: "status written for an older generation",
-            policy: observed(
-                3,
-                2,
-                vec![condition("Ready", "True", "Reconciled", READY_MESSAGE, 2)],
-            ),
-            argo: (
-                "Progressing",
-                "waiting for the operator to observe generation 3",
-            ),
-            kstatus: "InProgress",
-            flux: "InProgress",
-        },
-        Case {
-            name: "Ready condition older than the status' observedGeneration",
-            policy: observed(
-                3,
-                3,
-                vec![condition("Ready", "True", "Reconciled", READY_MESSAGE, 2)],
-            ),
-            argo: (
-                "Progressing",
-                "waiting for the operator to observe generation 3",
-            ),
-            kstatus: "Current",
-            flux: "InProgress",
-        },
-        Case {
-            name: "Ready True",
-            policy: healthy(),
-            argo: ("Healthy", READY_MESSAGE),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "Ready True in Observe mode with drift",
-            policy: observed(
-                2,
-                2,
-                vec![
-                    condition(
-                        "Ready",
-                        "True",
-                        "Reconciled",
-                        "read the account (Observe)",
-                        2,
-                    ),
-                    condition(
-                        "Synced",
-                        "False",
-                        "Drifted",
-                        "the account's interval is 42 days, the spec wants 30 days",
-                        2,
-                    ),
-                ],
-            ),
-            argo: ("Healthy", "read the account (Observe)"),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "SecretNotFound",
-            policy: ready_false("SecretNotFound", secret_missing),
-            argo: (
-                "Degraded",
-                "SecretNotFound: Secret security/cloudflare-api not found",
-            ),
-            kstatus: "Failed",
-            flux: "Failed",
-        },
-        Case {
-            name: "InvalidCredentials",
-            policy: ready_false("InvalidCredentials", "Cloudflare refused the token (10000)"),
-            argo: (
-                "Degraded",
-                "InvalidCredentials: Cloudflare refused the token (10000)",
-            ),
-            kstatus: "Failed",
-            flux: "Failed",
-        },
-        Case {
-            name: "AccountNotFound",
-            policy: ready_false("AccountNotFound", "account 023e... not found"),
-            argo: ("Degraded", "AccountNotFound: account 023e... not found"),
-            kstatus: "Failed",
-            flux: "Failed",
-        },
-        Case {
-            name: "Conflict",
-            policy: ready_false("Conflict", "the account is owned by security/older"),
-            argo: (
-                "Degraded",
-                "Conflict: the account is owned by security/older",
-            ),
-            kstatus: "Failed",
-            flux: "Failed",
-        },
-        Case {
-            name: "ApiError",
-            policy: ready_false("ApiError", "Cloudflare answered 502 three times"),
-            argo: ("Degraded", "ApiError: Cloudflare answered 502 three times"),
-            kstatus: "InProgress",
-            flux: "Failed",
-        },
-        Case {
-            name: "a reason this script does not know",
-            policy: ready_false("SomethingNew", ""),
-            argo: ("Degraded", "SomethingNew"),
-            kstatus: "Current",
-            flux: "Failed",
-        },
-        Case {
-            name: "RateLimited",
-            policy: ready_false("RateLimited", "Cloudflare asked to wait 300s"),
-            argo: ("Progressing", "RateLimited: Cloudflare asked to wait 300s"),
-            kstatus: "InProgress",
-            flux: "InProgress",
-        },
-        Case {
-            name: "Reconciling",
-            policy: ready_false("Reconciling", "rotating the key"),
-            argo: ("Progressing", "Reconciling: rotating the key"),
-            kstatus: "InProgress",
-            flux: "InProgress",
-        },
-        Case {
-            name: "Suspended",
-            policy: ready_false("Suspended", "spec.suspend is true"),
-            argo: ("Suspended", "spec.suspend is true"),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "Ready Unknown",
-            policy: observed(
-                2,
-                2,
-                vec![condition("Ready", "Unknown", "Reconciling", "", 2)],
-            ),
-            argo: ("Progressing", "Reconciling"),
-            kstatus: "Current",
-            flux: "InProgress",
-        },
-        Case {
-            name: "status without conditions",
-            policy: observed(2, 2, vec![]),
-            argo: (
-                "Progressing",
-                "waiting for the operator to report the Ready condition",
-            ),
-            kstatus: "Current",
-            flux: "InProgress",
-        },
-        Case {
-            name: "rotate request pending",
-            policy: request(
-                healthy(),
-                "2026-11-26T10:00:00Z",
-                Some(("2026-11-20T08:00:00Z", "Rotated")),
-            ),
-            argo: (
-                "Progressing",
-                "rotation requested (keyrotor.dev/rotate-requested-at=2026-11-26T10:00:00Z)",
-            ),
-            kstatus: "Current",
-            flux: "InProgress",
-        },
-        Case {
-            name: "first rotate request pending, nothing handled before",
-            policy: request(healthy(), "2026-11-26T10:00:00Z", None),
-            argo: ("Progressing", "rotation requested"),
-            kstatus: "Current",
-            flux: "InProgress",
-        },
-        Case {
-            name: "rotate request handled",
-            policy: request(
-                healthy(),
-                "2026-11-26T10:00:00Z",
-                Some(("2026-11-26T10:00:00Z", "Rotated")),
-            ),
-            argo: ("Healthy", READY_MESSAGE),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "rotate request refused by the cooldown",
-            policy: request(
-                healthy(),
-                "2026-11-26T10:00:00Z",
-                Some(("2026-11-26T10:00:00Z", "RefusedCooldown")),
-            ),
-            argo: (
-                "Healthy",
-                "; rotate request 2026-11-26T10:00:00Z: RefusedCooldown",
-            ),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "empty rotate annotation is no request",
-            policy: request(healthy(), "", None),
-            argo: ("Healthy", READY_MESSAGE),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "broken credentials win over a pending request",
-            policy: request(
-                ready_false(
-                    "InvalidCredentials",
-                    "the Secret has both apiToken and apiKey",
-                ),
-                "2026-11-26T10:00:00Z",
-                None,
-            ),
-            argo: (
-                "Degraded",
-                "InvalidCredentials: the Secret has both apiToken and apiKey",
-            ),
-            kstatus: "Failed",
-            flux: "Failed",
-        },
-        Case {
-            name: "suspended wins over a pending request",
-            policy: request(
-                ready_false("Suspended", "spec.suspend is true"),
-                "2026-11-26T10:00:00Z",
-                None,
-            ),
-            argo: ("Suspended", "spec.suspend is true"),
-            kstatus: "Current",
-            flux: "Current",
-        },
-        Case {
-            name: "rate limited while a request is pending",
-            policy: request(
-                ready_false("RateLimited", "Cloudflare asked to wait 300s"),
-                "2026-11-26T10:00:00Z",
-                None,
-            ),
-            argo: ("Progressing", "rotation requested"),
-            kstatus: "InProgress",
-            flux: "InProgress",
-        },
-    ]
-}
-
-// ---------------------------------------------------------------------------
-// Health
 
 #[test]
-fn health_check_reports_every_fixture_as_documented() {
-    let cases = cases();
-    assert!(cases.len() >= 10, "at least ten fixtures");
+fn health_check_gives_every_health_test_its_status_and_message() {
     let mut wrong = String::new();
-    for case in &cases {
-        let (status, message) = argo_health(&case.policy);
-        let (want_status, want_fragment) = case.argo;
-        if status != want_status || !message.contains(want_fragment) {
+    for (input, want_status, want_message) in health_tests() {
+        let (status, message) = argo_health(&yaml(&input));
+        if (&status, &message) != (&want_status, &want_message) {
             let _ = writeln!(
                 wrong,
-                "{}: got {status} {message:?}, want {want_status} containing {want_fragment:?}",
-                case.name
+                "{input}: got {status} {message:?}, want {want_status} {want_message:?}"
             );
         }
     }
     assert!(wrong.is_empty(), "health.lua:\n{wrong}");
 }
 
+/// A Ready False condition in the test data is what the operator writes for
+/// that reason (with kstatus' Stalled or Reconciling beside it), so the health
+/// check is tested on the operator's real output.
 #[test]
-fn health_check_survives_an_object_without_metadata_generation() {
-    let mut object = policy(1);
-    object["metadata"]
-        .as_object_mut()
-        .expect("metadata")
-        .remove("generation");
-    assert_eq!(
-        argo_health(&object),
-        (
-            "Progressing".to_owned(),
-            "waiting for the operator to observe the policy".to_owned()
-        )
-    );
+fn health_test_data_carries_the_conditions_the_operator_writes() {
+    for (input, _, _) in health_tests() {
+        let object = yaml(&input);
+        let conditions = object
+            .pointer("/status/conditions")
+            .cloned()
+            .unwrap_or_default();
+        let Some(ready) = conditions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")
+        else {
+            continue;
+        };
+        let Some(reason) = ReadyReason::ALL
+            .iter()
+            .find(|r| Some(r.as_str()) == ready["reason"].as_str())
+        else {
+            continue; // a reason the operator does not know: Ready alone
+        };
+        let mut status = AccessKeyPolicyStatus::default();
+        let at = ready["lastTransitionTime"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("lastTransitionTime");
+        let message = ready["message"].as_str().unwrap_or_default();
+        set_ready(
+            &mut status,
+            *reason,
+            message,
+            ready["observedGeneration"].as_i64(),
+            at,
+        );
+        let written: Vec<Value> = status
+            .conditions
+            .iter()
+            .map(|c| serde_json::to_value(c).expect("condition serializes"))
+            .collect();
+        assert_eq!(conditions, json!(written), "{input}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The same test data through kstatus alone and Flux's healthCheckExprs
+
+/// What kstatus alone (`wait: true` without expressions) and Flux with the
+/// documented `healthCheckExprs` conclude for each health test data file.
+/// "Waiting" means the expressions cannot be evaluated yet (no status), and
+/// Flux keeps waiting.
+const OTHER_TOOLS: [(&str, &str, &str); 25] = [
+    (
+        "testdata/progressing_fresh-object-no-status.yaml",
+        "Current",
+        "Waiting",
+    ),
+    (
+        "testdata/progressing_status-written-for-an-older-generation.yaml",
+        "InProgress",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_ready-condition-older-than-the-status-observedgeneration.yaml",
+        "Current",
+        "InProgress",
+    ),
+    ("testdata/healthy_ready-true.yaml", "Current", "Current"),
+    (
+        "testdata/healthy_ready-true-in-observe-mode-with-drift.yaml",
+        "Current",
+        "Current",
+    ),
+    ("testdata/degraded_secretnotfound.yaml", "Failed", "Failed"),
+    (
+        "testdata/degraded_invalidcredentials.yaml",
+        "Failed",
+        "Failed",
+    ),
+    ("testdata/degraded_accountnotfound.yaml", "Failed", "Failed"),
+    ("testdata/degraded_conflict.yaml", "Failed", "Failed"),
+    ("testdata/degraded_apierror.yaml", "InProgress", "Failed"),
+    (
+        "testdata/degraded_a-reason-this-script-does-not-know.yaml",
+        "Current",
+        "Failed",
+    ),
+    (
+        "testdata/progressing_ratelimited.yaml",
+        "InProgress",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_reconciling.yaml",
+        "InProgress",
+        "InProgress",
+    ),
+    ("testdata/suspended_suspended.yaml", "Current", "Current"),
+    (
+        "testdata/progressing_ready-unknown.yaml",
+        "Current",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_status-without-conditions.yaml",
+        "Current",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_rotate-request-pending.yaml",
+        "Current",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_first-rotate-request-pending-nothing-handled-before.yaml",
+        "Current",
+        "InProgress",
+    ),
+    (
+        "testdata/healthy_rotate-request-handled.yaml",
+        "Current",
+        "Current",
+    ),
+    (
+        "testdata/healthy_rotate-request-refused-by-the-cooldown.yaml",
+        "Current",
+        "Current",
+    ),
+    (
+        "testdata/healthy_empty-rotate-annotation-is-no-request.yaml",
+        "Current",
+        "Current",
+    ),
+    (
+        "testdata/degraded_broken-credentials-win-over-a-pending-request.yaml",
+        "Failed",
+        "Failed",
+    ),
+    (
+        "testdata/suspended_suspended-wins-over-a-pending-request.yaml",
+        "Current",
+        "Current",
+    ),
+    (
+        "testdata/progressing_rate-limited-while-a-request-is-pending.yaml",
+        "InProgress",
+        "InProgress",
+    ),
+    (
+        "testdata/progressing_no-generation.yaml",
+        "Current",
+        "Waiting",
+    ),
+];
+
+#[test]
+fn every_health_test_says_what_kstatus_and_flux_conclude() {
+    let mut inputs: Vec<String> = health_tests()
+        .into_iter()
+        .map(|(input, _, _)| input)
+        .collect();
+    let mut listed: Vec<String> = OTHER_TOOLS
+        .iter()
+        .map(|(input, _, _)| input.to_string())
+        .collect();
+    inputs.sort();
+    listed.sort();
+    assert_eq!(inputs, listed);
 }
 
 /// kstatus' generic rules for a custom resource (`checkGenericProperties` in
@@ -614,10 +428,10 @@ fn kstatus(object: &Value) -> &'static str {
 #[test]
 fn kstatus_alone_reads_the_operators_kstatus_conditions() {
     let mut wrong = String::new();
-    for case in cases() {
-        let got = kstatus(&case.policy);
-        if got != case.kstatus {
-            let _ = writeln!(wrong, "{}: got {got}, want {}", case.name, case.kstatus);
+    for (input, want, _) in OTHER_TOOLS {
+        let got = kstatus(&yaml(input));
+        if got != want {
+            let _ = writeln!(wrong, "{input}: got {got}, want {want}");
         }
     }
     assert!(wrong.is_empty(), "kstatus:\n{wrong}");
@@ -720,13 +534,13 @@ fn flux_health_check_exprs_in_the_docs_read_ready_and_the_rotate_request() {
             .unwrap_or_else(|e| panic!("CEL does not parse: {e}\n{expression}"));
     }
     let mut wrong = String::new();
-    for case in cases() {
-        let got = match flux_status(&exprs, &case.policy) {
+    for (input, _, want) in OTHER_TOOLS {
+        let got = match flux_status(&exprs, &yaml(input)) {
             Ok(status) => status.to_owned(),
             Err(error) => format!("Waiting ({error})"),
         };
-        if !got.starts_with(case.flux) {
-            let _ = writeln!(wrong, "{}: got {got}, want {}", case.name, case.flux);
+        if !got.starts_with(want) {
+            let _ = writeln!(wrong, "{input}: got {got}, want {want}");
         }
     }
     assert!(
@@ -736,11 +550,15 @@ fn flux_health_check_exprs_in_the_docs_read_ready_and_the_rotate_request() {
 }
 
 // ---------------------------------------------------------------------------
-// Actions
+// Actions: actions/action_test.yaml
+
+/// The clock of the action tests: 2026-11-18T11:06:40Z, the second the
+/// "requested-this-second" test data already holds.
+const ACTION_CLOCK: i64 = 1_795_000_000;
 
 fn action_dirs() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo_path("deploy/argocd/actions"))
-        .expect("deploy/argocd/actions")
+    let mut names: Vec<String> = std::fs::read_dir(repo_path(&format!("{KIND_DIR}/actions")))
+        .expect("the actions directory")
         .filter_map(|entry| {
             let entry = entry.expect("directory entry");
             entry
@@ -754,118 +572,90 @@ fn action_dirs() -> Vec<String> {
     names
 }
 
-#[test]
-fn discovery_offers_rotate_and_rotate_force_and_nothing_without_a_script() {
-    let actions = run_script(
-        &argo_sandbox(None),
-        "deploy/argocd/actions/discovery.lua",
-        &healthy(),
-    );
-    let actions = actions.as_object().expect("discovery returns a table");
-    let mut offered: Vec<String> = actions.keys().cloned().collect();
-    offered.sort();
-    assert_eq!(offered, ["rotate", "rotate-force"]);
-    assert_eq!(
-        offered,
-        action_dirs(),
-        "every offered action has an action.lua"
-    );
-    for (name, settings) in actions {
-        assert_ne!(settings["disabled"], json!(true), "{name} is enabled");
-    }
-}
-
 fn run_action(name: &str, object: &Value, fixed_time: Option<i64>) -> Value {
     run_script(
         &argo_sandbox(fixed_time),
-        &format!("deploy/argocd/actions/{name}/action.lua"),
+        &format!("{KIND_DIR}/actions/{name}/action.lua"),
         object,
     )
 }
 
-/// The object with its annotations removed, to compare what an action must not touch.
-fn without_annotations(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(metadata) = object["metadata"].as_object_mut() {
-        metadata.remove("annotations");
-    }
-    object
-}
-
-#[test]
-fn rotate_sets_a_new_rfc3339_request_drops_force_and_touches_nothing_else() {
-    let old = "2026-11-20T08:00:00Z";
-    let mut before = request(healthy(), old, Some((old, "Rotated")));
-    before["metadata"]["annotations"][FORCE] = json!("true");
-    before["metadata"]["annotations"]["team"] = json!("security");
-
-    let after = run_action("rotate", &before, None);
-
-    let value = after["metadata"]["annotations"][REQUEST]
-        .as_str()
-        .expect("the request annotation is a string");
-    assert_ne!(value, old, "a new value is a new request");
-    let at: Timestamp = value
-        .parse()
-        .unwrap_or_else(|e| panic!("{value:?} is not RFC 3339: {e}"));
-    let drift = (Timestamp::now().as_second() - at.as_second()).abs();
-    assert!(drift < 120, "{value} is the current UTC time");
-    assert!(value.ends_with('Z'), "{value} is UTC");
-    assert_eq!(
-        after["metadata"]["annotations"].get(FORCE),
-        None,
-        "a force left by an earlier request is removed"
+/// What discovery.lua offers, as Argo CD lists it: one entry per action, by name.
+fn discovered(object: &Value) -> Vec<Value> {
+    let offered = run_script(
+        &argo_sandbox(None),
+        &format!("{KIND_DIR}/actions/discovery.lua"),
+        object,
     );
-    assert_eq!(after["metadata"]["annotations"]["team"], "security");
-    assert_eq!(without_annotations(&after), without_annotations(&before));
+    let mut actions: Vec<Value> = offered
+        .as_object()
+        .expect("discovery returns a table")
+        .iter()
+        .map(|(name, settings)| {
+            let mut action = settings.clone();
+            action["name"] = json!(name);
+            action
+        })
+        .collect();
+    actions.sort_by_key(|a| a["name"].as_str().unwrap_or_default().to_owned());
+    actions
 }
 
 #[test]
-fn rotate_force_sets_the_force_annotation_too() {
-    let before = request(healthy(), "2026-11-20T08:00:00Z", None);
-    let after = run_action("rotate-force", &before, None);
-    let annotations = &after["metadata"]["annotations"];
-    assert_eq!(annotations[FORCE], "true");
-    let value = annotations[REQUEST].as_str().expect("request value");
-    assert_ne!(value, "2026-11-20T08:00:00Z");
-    value.parse::<Timestamp>().expect("RFC 3339");
-    assert_eq!(without_annotations(&after), without_annotations(&before));
+fn discovery_offers_what_action_test_yaml_lists_and_each_has_a_script() {
+    let tests = yaml("actions/action_test.yaml");
+    for test in tests["discoveryTests"].as_array().expect("discoveryTests") {
+        let input = test["inputPath"].as_str().expect("inputPath");
+        let offered = discovered(&yaml(&format!("actions/{input}")));
+        assert_eq!(json!(offered), test["result"], "{input}");
+        let names: Vec<&str> = offered.iter().filter_map(|a| a["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            action_dirs(),
+            "every offered action has an action.lua"
+        );
+    }
 }
 
 #[test]
-fn actions_create_the_annotations_when_the_object_has_none() {
+fn every_action_test_turns_its_input_into_its_expected_output() {
+    let tests = yaml("actions/action_test.yaml");
+    let mut wrong = String::new();
+    for test in tests["actionTests"].as_array().expect("actionTests") {
+        let action = test["action"].as_str().expect("action");
+        let input = test["inputPath"].as_str().expect("inputPath");
+        let expected = test["expectedOutputPath"]
+            .as_str()
+            .expect("expectedOutputPath");
+        let got = run_action(
+            action,
+            &yaml(&format!("actions/{input}")),
+            Some(ACTION_CLOCK),
+        );
+        if got != yaml(&format!("actions/{expected}")) {
+            let _ = writeln!(
+                wrong,
+                "{action} on {input}: got\n{}",
+                serde_norway::to_string(&got).unwrap_or_default()
+            );
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong}");
+}
+
+#[test]
+fn actions_stamp_the_request_with_the_current_utc_time() {
     for name in action_dirs() {
-        let after = run_action(&name, &healthy(), None);
+        let after = run_action(&name, &yaml("actions/testdata/policy.yaml"), None);
         let value = after["metadata"]["annotations"][REQUEST]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: request annotation set"));
-        value.parse::<Timestamp>().expect("RFC 3339");
-    }
-}
-
-#[test]
-fn a_second_request_within_the_same_second_still_gets_a_new_value() {
-    let now = 1_795_000_000; // 2026-11-18T11:06:40Z
-    let same_second = Timestamp::from_second(now)
-        .expect("timestamp")
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    for name in action_dirs() {
-        let first = run_action(&name, &request(healthy(), &same_second, None), Some(now));
-        let value = first["metadata"]["annotations"][REQUEST]
-            .as_str()
-            .expect("request value")
-            .to_owned();
-        assert_ne!(value, same_second, "{name}");
-        let at: Timestamp = value.parse().expect("RFC 3339");
-        assert_eq!(at.as_second(), now, "{name}: {value} is still that second");
-
-        let second = run_action(&name, &first, Some(now));
-        assert_ne!(
-            second["metadata"]["annotations"][REQUEST],
-            json!(value),
-            "{name}"
-        );
+        assert!(value.ends_with('Z'), "{value} is UTC");
+        let at: Timestamp = value
+            .parse()
+            .unwrap_or_else(|e| panic!("{value:?} is not RFC 3339: {e}"));
+        let drift = (Timestamp::now().as_second() - at.as_second()).abs();
+        assert!(drift < 120, "{name}: {value} is the current time");
     }
 }
 
@@ -912,10 +702,11 @@ fn indent(script: &str, by: usize) -> String {
 
 /// `argocd-cm-patch.yaml` as generated from the Lua files.
 fn render_argocd_cm() -> String {
-    let health = read("deploy/argocd/health.lua");
-    let discovery = read("deploy/argocd/actions/discovery.lua");
+    let health = read(&format!("{KIND_DIR}/health.lua"));
+    let discovery = read(&format!("{KIND_DIR}/actions/discovery.lua"));
     let mut out = String::from(
-        "# Generated from the .lua files next to this one by tests/argocd.rs: edit those,\n\
+        "# Generated from the .lua files of keyrotor.dev/AccessKeyPolicy/ by tests/argocd.rs:\n\
+         # edit those (and their health_test.yaml / action_test.yaml),\n\
          # then run `KEYROTOR_REGENERATE=1 cargo test --test argocd`.\n\
          # A merge patch for Argo CD's argocd-cm (see docs/gitops.md):\n\
          #   kubectl -n argocd patch configmap argocd-cm --type merge \\\n\
@@ -932,7 +723,7 @@ fn render_argocd_cm() -> String {
     out += &indent(&discovery, 6);
     out += "    definitions:\n";
     for name in action_dirs() {
-        let script = read(&format!("deploy/argocd/actions/{name}/action.lua"));
+        let script = read(&format!("{KIND_DIR}/actions/{name}/action.lua"));
         let _ = writeln!(out, "      - name: {name}\n        action.lua: |");
         out += &indent(&script, 10);
     }
@@ -942,13 +733,13 @@ fn render_argocd_cm() -> String {
 #[test]
 fn argocd_cm_patch_inlines_the_lua_files_exactly() {
     let mut scripts = vec![
-        "deploy/argocd/health.lua".to_owned(),
-        "deploy/argocd/actions/discovery.lua".to_owned(),
+        format!("{KIND_DIR}/health.lua"),
+        format!("{KIND_DIR}/actions/discovery.lua"),
     ];
     scripts.extend(
         action_dirs()
             .iter()
-            .map(|name| format!("deploy/argocd/actions/{name}/action.lua")),
+            .map(|name| format!("{KIND_DIR}/actions/{name}/action.lua")),
     );
     for relative in &scripts {
         assert_embeddable(relative, &read(relative));
@@ -969,7 +760,7 @@ fn argocd_cm_patch_inlines_the_lua_files_exactly() {
     assert_eq!(cm["metadata"]["name"], "argocd-cm");
     assert_eq!(
         cm["data"][HEALTH_KEY].as_str(),
-        Some(read("deploy/argocd/health.lua").as_str()),
+        Some(read(&format!("{KIND_DIR}/health.lua")).as_str()),
         "the health check in argocd-cm differs from health.lua"
     );
     let actions: Value = serde_norway::from_str(
@@ -980,7 +771,7 @@ fn argocd_cm_patch_inlines_the_lua_files_exactly() {
     .expect("the actions value parses");
     assert_eq!(
         actions["discovery.lua"].as_str(),
-        Some(read("deploy/argocd/actions/discovery.lua").as_str()),
+        Some(read(&format!("{KIND_DIR}/actions/discovery.lua")).as_str()),
         "discovery.lua differs"
     );
     let definitions = actions["definitions"].as_array().expect("definitions");
@@ -993,7 +784,7 @@ fn argocd_cm_patch_inlines_the_lua_files_exactly() {
         let name = definition["name"].as_str().unwrap_or_default();
         assert_eq!(
             definition["action.lua"].as_str(),
-            Some(read(&format!("deploy/argocd/actions/{name}/action.lua")).as_str()),
+            Some(read(&format!("{KIND_DIR}/actions/{name}/action.lua")).as_str()),
             "action {name} differs"
         );
     }
