@@ -8,6 +8,6 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod plugin;
-pub mod reconcile;
+pub mod decide;
 pub mod server;
 pub mod telemetry;

@@ -14,7 +14,7 @@ use std::{
 use jiff::Timestamp;
 use keyrotor::{
     crd::{AccessKeyPolicyStatus, ReadyReason},
-    reconcile::status::set_ready,
+    decide::status::set_ready,
 };
 use kube::core::cel::cel;
 use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keyrotor::{
     crd::{FINALIZER, RotateOutcome},
-    reconcile::witness::canonical,
+    decide::witness::canonical,
 };
 use keyrotor_cloudflare_sim::{Faults, Force429};
 use serde_json::json;

@@ -279,7 +279,8 @@ impl RunArgs {
             leader,
             demand_cache: Default::default(),
             own_writes: Default::default(),
-            refusals: Default::default(),
+            memory: Default::default(),
+            secret_index: Default::default(),
         });
         tokio::pin!(controllers);
         tokio::select! {

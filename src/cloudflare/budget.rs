@@ -115,15 +115,11 @@ impl CredentialBudget {
 }
 
 /// All credentials' budgets; callers with the same credential get the same one.
-/// Also remembers which credential each Secret holds, so the steady demand on
-/// a credential (drift checks per second of every policy using it) can be
-/// estimated to tell when its budget cannot keep up.
 #[derive(Debug)]
 pub struct BudgetRegistry {
     per_second: f64,
     burst: u32,
     budgets: Mutex<HashMap<CredentialId, Arc<CredentialBudget>>>,
-    secrets: Mutex<HashMap<String, CredentialId>>,
 }
 
 /// A credential's steady demand against its budget.
@@ -169,39 +165,12 @@ impl BudgetRegistry {
             per_second: f64::from(requests) / window.as_secs_f64().max(1e-3),
             burst,
             budgets: Mutex::new(HashMap::new()),
-            secrets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Remembers that the Secret `secret` (namespace/name) holds `credentials`;
-    /// returns whether that is news (a new Secret, or a changed credential).
-    pub fn record_secret(&self, secret: &str, credentials: &Credentials) -> bool {
-        let mut secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-        secrets.insert(secret.to_owned(), credentials.id()) != Some(credentials.id())
-    }
-
-    /// Forgets which credential the Secret `secret` holds (it changed).
-    pub fn forget_secret(&self, secret: &str) {
-        self.secrets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(secret);
-    }
-
-    /// Whether the Secret `secret` was last seen holding `credentials`.
-    pub fn secret_holds(&self, secret: &str, credentials: &Credentials) -> bool {
-        let secrets = self.secrets.lock().unwrap_or_else(PoisonError::into_inner);
-        secrets.get(secret) == Some(&credentials.id())
-    }
-
-    /// [`CredentialBudget::defer`] for the credential the Secret `secret`
-    /// (namespace/name) was last seen holding; `None` for a Secret not seen yet.
-    pub fn defer_secret(&self, secret: &str, max_wait: Duration) -> Option<Duration> {
-        let id = *self
-            .secrets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(secret)?;
+    /// [`CredentialBudget::defer`] for the credential `id`; `None` for a
+    /// credential that has made no call yet.
+    pub fn defer(&self, id: CredentialId, max_wait: Duration) -> Option<Duration> {
         let budget = self
             .budgets
             .lock()
@@ -327,20 +296,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn secrets_not_seen_yet_are_never_deferred() {
+    async fn credentials_without_a_budget_yet_are_never_deferred() {
         let registry = BudgetRegistry::new(1, Duration::from_secs(1), 1);
         let token = Credentials::api_token("busy");
-        let budget = registry.for_credentials(&token);
-        budget.block_for(Duration::from_secs(60));
-        assert_eq!(registry.defer_secret("ns/a", Duration::ZERO), None);
-        registry.record_secret("ns/a", &token);
+        assert_eq!(registry.defer(token.id(), Duration::ZERO), None);
+        registry.for_credentials(&token).block_for(Duration::from_secs(60));
         assert_eq!(
-            registry.defer_secret("ns/a", Duration::ZERO),
+            registry.defer(token.id(), Duration::ZERO),
             Some(Duration::from_secs(60))
         );
-        // The Secret changed: it may hold another token now.
-        registry.forget_secret("ns/a");
-        assert_eq!(registry.defer_secret("ns/a", Duration::ZERO), None);
     }
 
     #[test]
@@ -352,24 +316,6 @@ mod tests {
         assert!(demand.overcommitted());
         assert_eq!(demand.effective_interval(), Duration::from_secs(750));
         assert!(!Demand::of(std::iter::repeat_n(ten_minutes, 1000), 2.0).overcommitted());
-    }
-
-    #[test]
-    fn secrets_are_mapped_to_their_credential() {
-        let registry = BudgetRegistry::default();
-        let token = Credentials::api_token("shared");
-        assert!(
-            registry.record_secret("ns/a", &token),
-            "a new Secret is news"
-        );
-        assert!(
-            !registry.record_secret("ns/a", &token),
-            "the same again is not"
-        );
-        assert!(registry.secret_holds("ns/a", &token));
-        assert!(!registry.secret_holds("ns/b", &token));
-        assert!(registry.record_secret("ns/a", &Credentials::api_token("rotated")));
-        assert!(!registry.secret_holds("ns/a", &token));
     }
 
     #[test]

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::crd::ReadyReason;
-
 /// What kind of transport failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -104,19 +102,6 @@ impl CloudflareError {
             Self::Server { .. } => "ServerError",
             Self::Transport { .. } => "TransportError",
             Self::Malformed { .. } => "MalformedResponse",
-        }
-    }
-
-    /// The `Ready` condition reason this error becomes.
-    pub fn ready_reason(&self) -> ReadyReason {
-        match self {
-            Self::Authentication { .. } => ReadyReason::InvalidCredentials,
-            Self::AccountNotFound { .. } => ReadyReason::AccountNotFound,
-            Self::RateLimited { .. } => ReadyReason::RateLimited,
-            Self::Rejected { .. }
-            | Self::Server { .. }
-            | Self::Transport { .. }
-            | Self::Malformed { .. } => ReadyReason::ApiError,
         }
     }
 

@@ -13,12 +13,12 @@ use tokio::sync::watch;
 
 use kube::ResourceExt;
 
-use super::{EventPublisher, cached::OwnWrites};
+use super::{EventPublisher, cached::OwnWrites, secret_index::SecretIndex};
 use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
+    decide::{CredentialMemory, Refusal},
     metrics::Metrics,
-    reconcile::Refusal,
 };
 
 /// How long a computed credential demand is reused: it walks every cached policy.
@@ -62,43 +62,62 @@ pub struct Context {
     pub demand_cache: Mutex<HashMap<CredentialId, (Instant, Demand)>>,
     /// The versions of policies this replica's writes replaced.
     pub own_writes: OwnWrites,
-    /// The last refusal of each policy's credentials by Cloudflare.
-    pub refusals: Refusals,
+    /// What passes remember about each policy between them.
+    pub memory: PolicyMemory,
+    /// Which credential each Secret was last seen holding.
+    pub secret_index: Arc<SecretIndex>,
 }
 
-/// How many policies' refusals are remembered; beyond that the least recently
-/// refused is forgotten (it then asks once more, at its check interval).
-const REFUSALS_KEPT: usize = 4096;
+/// How many policies are remembered; beyond that the least recently seen is
+/// forgotten (it then asks Cloudflare once more, at its check interval).
+const POLICIES_REMEMBERED: usize = 4096;
 
-/// The last refusal of each policy's credentials, keyed by `namespace/name`.
-pub struct Refusals(Mutex<LruCache<String, Refusal>>);
+/// What the last pass of a policy left for the next one.
+#[derive(Debug, Clone, Default)]
+pub struct Remembered {
+    /// The last refusal of its credentials by Cloudflare.
+    pub refusal: Option<Refusal>,
+    /// Its credential's drift checks were found running late (event published).
+    pub late: bool,
+}
 
-impl Default for Refusals {
+/// [`Remembered`] per policy (`namespace/name`), bounded.
+pub struct PolicyMemory(Mutex<LruCache<String, Remembered>>);
+
+impl Default for PolicyMemory {
     fn default() -> Self {
         Self(Mutex::new(LruCache::new(
-            NonZeroUsize::new(REFUSALS_KEPT).unwrap_or(NonZeroUsize::MIN),
+            NonZeroUsize::new(POLICIES_REMEMBERED).unwrap_or(NonZeroUsize::MIN),
         )))
     }
 }
 
-impl Refusals {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Refusal>> {
+impl PolicyMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Remembered>> {
+        // One get or put per call: consistent even after a panic elsewhere.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The policy's last refusal.
-    pub fn get(&self, policy: &str) -> Option<Refusal> {
-        self.lock().peek(policy).cloned()
+    /// What the policy's last pass left.
+    pub fn get(&self, policy: &str) -> Remembered {
+        self.lock().peek(policy).cloned().unwrap_or_default()
     }
 
-    /// Records a refusal.
-    pub fn put(&self, policy: &str, refusal: Refusal) {
-        self.lock().put(policy.to_owned(), refusal);
-    }
-
-    /// Forgets the policy's refusal (its credentials were accepted).
-    pub fn forget(&self, policy: &str) {
-        self.lock().pop(policy);
+    /// Keeps what this pass decided to remember.
+    pub fn remember(&self, policy: &str, credentials: &CredentialMemory, late: bool) {
+        let mut memory = self.lock();
+        let mut entry = memory.peek(policy).cloned().unwrap_or_default();
+        match credentials {
+            CredentialMemory::Keep => {}
+            CredentialMemory::Refused(refusal) => entry.refusal = Some(refusal.clone()),
+            CredentialMemory::Accepted => entry.refusal = None,
+        }
+        entry.late = late;
+        if entry.refusal.is_none() && !entry.late {
+            memory.pop(policy);
+        } else {
+            memory.put(policy.to_owned(), entry);
+        }
     }
 }
 
@@ -131,6 +150,7 @@ impl Context {
             return *demand;
         }
         let budgets = self.cloudflare.budgets();
+        let index = &self.secret_index;
         let floor = self.settings.drift_check_floor;
         let intervals = self
             .policies
@@ -144,7 +164,7 @@ impl Context {
                     p.namespace().unwrap_or_default(),
                     p.spec.credentials_ref.name
                 );
-                budgets.secret_holds(&secret, credentials)
+                index.holds(&secret, credentials)
             })
             .map(|p| p.spec.drift_check_interval.as_duration().max(floor))
             .collect::<Vec<_>>();

@@ -1,15 +1,18 @@
 //! The controller: watches, the reconcile sequence (I/O around the pure
-//! decisions in [`crate::reconcile`]), events and the error policy.
+//! decisions in [`crate::decide`]), events and the error policy.
 
 mod cached;
 mod context;
 mod events;
+mod finalize;
 mod pause;
 mod publisher;
 mod reconciler;
 mod run;
+mod secret_index;
 
-pub use context::{Context, ControllerSettings};
+pub use context::{Context, ControllerSettings, PolicyMemory, Remembered};
+pub use secret_index::SecretIndex;
 pub use events::EventReason;
 pub use publisher::EventPublisher;
 pub use reconciler::ReconcileError;

@@ -1,6 +1,6 @@
-//! One reconcile, in the order the design fixes: deletion, suspend, Secret,
-//! ownership, GET, PUT, rotate request, status. Decisions come from
-//! [`crate::reconcile`]; this file only reads, calls and writes.
+//! One reconcile: fetch the inputs, let [`crate::decide`] decide, perform the
+//! account writes in the decided order, write the status. The decisions
+//! (status, events, requeue, which writes) all come from `decide`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,22 +17,17 @@ use tracing::{debug, info, warn};
 
 use super::{
     context::Context,
-    events::EventReason,
+    finalize::{ensure_finalizer, finalize},
     pause::{PausePoint, pause_point},
 };
 use crate::{
     cloudflare::{CloudflareError, Credentials},
-    crd::{
-        AccessKeyPolicy, AccessKeyPolicyStatus, DeletionPolicy, FINALIZER, ManagementPolicy,
-        PendingRotation, ReadyReason, RotateOutcome,
+    crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ManagementPolicy},
+    decide::{
+        self, AccountClaim, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest,
+        SecretRead, WriteOutcome, credentials_from_secret, owner_of,
     },
     metrics::PolicySnapshot,
-    reconcile::{
-        AccountClaim, AccountClock, RotateRequest, RotationStep, SecretError, after_refusal,
-        credentials_from_secret, owner_of, plan_account,
-        status::{record_account, set_ready, set_synced},
-        wait_after_refusal,
-    },
 };
 
 /// A reconcile that could not finish because Kubernetes failed; retried with backoff.
@@ -65,38 +60,12 @@ impl ReconcileError {
     }
 
     /// A failed write: 409 means our copy was stale.
-    fn from_write(err: kube::Error) -> Self {
+    pub(super) fn from_write(err: kube::Error) -> Self {
         match err {
             kube::Error::Api(status) if status.code == 409 => Self::StaleCache,
             other => Self::Kubernetes(other),
         }
     }
-}
-
-/// Why the credentials could not be had.
-enum CredentialsProblem {
-    Missing(String),
-    Invalid(SecretError),
-}
-
-/// Everything one pass decides to tell the user.
-struct Pass<'a> {
-    policy: &'a AccessKeyPolicy,
-    ctx: &'a Context,
-    api: Api<AccessKeyPolicy>,
-    written: AccessKeyPolicyStatus,
-    status: AccessKeyPolicyStatus,
-    /// The version of the object the decisions were made on: every status write
-    /// carries it, so a write based on a stale cache fails instead of landing.
-    resource_version: Option<String>,
-    /// The versions this pass's writes replaced.
-    replaced: Vec<String>,
-    events: Vec<(EventReason, String)>,
-    now: Timestamp,
-    /// A rotation held until the account's clock allows it: look again then.
-    hold: Option<Duration>,
-    /// The `resourceVersion` of the Secret this pass read credentials from.
-    secret_version: Option<String>,
 }
 
 /// Reconciles one policy (only on the leader), recording metrics. Every log
@@ -124,10 +93,6 @@ pub async fn reconcile(
     }
 }
 
-/// Added to a rotation hold: the account's clock must have passed the
-/// instant, and the `Date` header only shows whole seconds.
-const HOLD_MARGIN: Duration = Duration::from_millis(100);
-
 /// How soon to look again at a policy whose cached copy predates our last write.
 const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
 
@@ -136,16 +101,6 @@ const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
 /// one blocked by a 429) cannot occupy every worker while other credentials'
 /// policies wait in the queue.
 const BUDGET_HOLD: Duration = Duration::from_millis(250);
-
-/// How long to put off a pass whose credential's budget is reserved beyond
-/// [`BUDGET_HOLD`]; decided from the credential its Secret was last seen holding.
-fn budget_deferral(policy: &AccessKeyPolicy, ctx: &Context, namespace: &str) -> Option<Duration> {
-    if policy.spec.suspend {
-        return None;
-    }
-    let secret = format!("{namespace}/{}", policy.spec.credentials_ref.name);
-    ctx.cloudflare.budgets().defer_secret(&secret, BUDGET_HOLD)
-}
 
 /// Runs one pass; returns the requeue action and the Ready reason it left.
 async fn reconcile_policy(
@@ -163,7 +118,14 @@ async fn reconcile_policy(
         debug!("the cache is behind this replica's last write; pass put off");
         return Ok((Action::requeue(CACHE_CATCH_UP), "CacheBehind".to_owned()));
     }
-    if let Some(wait) = budget_deferral(policy, ctx, &namespace) {
+    let secret = secret_key(&namespace, policy);
+    // Decided from the credential the Secret was last seen holding.
+    let deferral = ctx
+        .secret_index
+        .credential_of(&secret)
+        .filter(|_| !policy.spec.suspend)
+        .and_then(|id| ctx.cloudflare.budgets().defer(id, BUDGET_HOLD));
+    if let Some(wait) = deferral {
         ctx.metrics.budget_deferral();
         debug!(
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -171,618 +133,258 @@ async fn reconcile_policy(
         );
         return Ok((Action::requeue(wait), "BudgetDeferred".to_owned()));
     }
-    // The versions this pass's writes replace, so the next pass can tell a stale cache.
-    let mut replaced = Vec::new();
-    let resource_version = match ensure_finalizer(policy, ctx, &api).await? {
-        Some(patched) => {
-            replaced.extend(policy.resource_version());
-            Some(patched)
-        }
-        None => policy.resource_version(),
-    };
-
-    let written = policy.status.clone().unwrap_or_default();
-    let mut pass = Pass {
-        policy,
-        ctx,
+    let mut writer = StatusWriter {
         api,
-        status: written.clone(),
-        written,
-        resource_version,
-        replaced,
-        events: Vec::new(),
-        now: Timestamp::now(),
-        hold: None,
-        secret_version: None,
+        name: policy.name_any(),
+        field_manager: ctx.settings.field_manager.clone(),
+        written: policy.status.clone().unwrap_or_default(),
+        resource_version: policy.resource_version(),
+        replaced: Vec::new(),
     };
-    let result = match pass.run(&namespace).await {
-        Ok(action) => pass.write_status().await.map(|()| action),
-        Err(err) => Err(err),
-    };
+    if let Some(patched) = ensure_finalizer(policy, &writer.api).await? {
+        writer.replaced.extend(policy.resource_version());
+        writer.resource_version = Some(patched);
+    }
+    let result = run_pass(policy, ctx, &namespace, &secret, &mut writer).await;
+    // The versions this pass's writes replaced, so the next pass can tell a stale cache.
     ctx.own_writes
-        .wrote(policy, std::mem::take(&mut pass.replaced));
-    let action = result?;
-    let reason = pass.record_metrics(&namespace);
-    pass.publish_events().await;
-    Ok((action, reason))
-}
+        .wrote(policy, std::mem::take(&mut writer.replaced));
+    let decision = result?;
 
-impl Pass<'_> {
-    async fn run(&mut self, namespace: &str) -> Result<Action, ReconcileError> {
-        let spec = &self.policy.spec;
-        let generation = self.policy.metadata.generation;
-        self.status.observed_generation = generation;
-
-        if spec.suspend {
-            self.ready(
-                ReadyReason::Suspended,
-                "spec.suspend is true: no Cloudflare calls are made",
-            );
-            return Ok(Action::await_change());
-        }
-
-        let credentials = match read_credentials(self.ctx, namespace, &spec.credentials_ref.name)
-            .await?
-        {
-            Ok((credentials, version)) => {
-                self.secret_version = Some(version);
-                credentials
-            }
-            Err(problem) => {
-                let (reason, message) = match problem {
-                    CredentialsProblem::Missing(name) => (
-                        ReadyReason::SecretNotFound,
-                        format!(
-                            "Secret {name} not found in namespace {namespace}; create it with key apiToken (or apiKey and email)"
-                        ),
-                    ),
-                    CredentialsProblem::Invalid(err) => {
-                        (ReadyReason::InvalidCredentials, err.to_string())
-                    }
-                };
-                self.fail(reason, EventReason::CredentialsError, &message);
-                return Ok(Action::requeue(self.check_interval()));
-            }
-        };
-
-        if spec.management_policy == ManagementPolicy::Manage
-            && let Some(owner) = self.other_owner()
-        {
-            let message = format!(
-                "account {} is managed by {owner} (the oldest Manage-mode policy for it); this policy makes no Cloudflare calls",
-                spec.account_id
-            );
-            self.fail(ReadyReason::Conflict, EventReason::Conflict, &message);
-            return Ok(Action::requeue(self.ctx.settings.drift_check_floor));
-        }
-
-        let cloudflare = &self.ctx.cloudflare;
-        let account_id = spec.account_id.as_str();
-        // More checks on this credential than its budget serves: say so (metric,
-        // Ready message, one event); the budget then spreads the checks out.
-        let secret_key = format!("{namespace}/{}", spec.credentials_ref.name);
-        if cloudflare
-            .budgets()
-            .record_secret(&secret_key, &credentials)
-        {
-            // Who uses which credential changed: demands computed before are stale.
-            self.ctx.forget_demand();
-        }
-        let demand = self.ctx.credential_demand(&credentials);
-        let late = demand.overcommitted().then(|| {
-            self.ctx.metrics.late_check();
-            format!(
-                "; drift checks run late: {} policies share this credential, needing {:.2} checks/s where its budget allows {:.2} requests/s, so each is checked about every {}s instead of every {}s; spread policies over more tokens or raise --budget-requests",
-                demand.policies,
-                demand.checks_per_second,
-                demand.capacity_per_second,
-                demand.effective_interval().as_secs(),
-                self.check_interval().as_secs()
-            )
-        });
-        // Credentials Cloudflare refused: ask again only once their wait is over.
-        let last_refusal = self.ctx.refusals.get(&self.policy_key());
-        if let Some(version) = &self.secret_version
-            && let Some(wait) =
-                wait_after_refusal(last_refusal.as_ref(), version, std::time::Instant::now())
-        {
-            debug!(
-                wait_s = wait.as_secs(),
-                "credentials refused before and unchanged; not asking again yet"
-            );
-            let message = last_refusal.map(|r| r.message).unwrap_or_default();
-            self.ready(ReadyReason::InvalidCredentials, &message);
-            return Ok(Action::requeue(wait));
-        }
-        let mut account = match cloudflare.get_config(&credentials, account_id).await {
-            Ok(account) => {
-                if last_refusal.is_some() {
-                    self.ctx.refusals.forget(&self.policy_key());
-                }
-                account
-            }
-            Err(err) => return Ok(self.cloudflare_failed(&err, "reading the account")),
-        };
-        let request = RotateRequest::from_annotations(self.policy.annotations());
-        let clock = AccountClock {
-            served_at: account.served_at,
-            operator_now: self.now,
-        };
-        let plan = plan_account(spec, &self.status, request.as_ref(), &account, clock);
-        if let Some(original) = plan.capture_original {
-            self.status.original_key_rotation_interval_days = Some(original);
-        }
-
-        if let Some(days) = plan.update_interval {
-            match cloudflare
-                .update_interval(&credentials, account_id, days)
-                .await
-            {
-                Ok(updated) => {
-                    let spec_changed = self.written.observed_generation != generation;
-                    let (reason, message) = if spec_changed
-                        || self.written.account_key_rotation_interval_days.is_none()
-                    {
-                        (
-                            EventReason::IntervalUpdated,
-                            format!(
-                                "set the account's rotation interval to {days} days (was {})",
-                                describe_days(account.key_rotation_interval_days)
-                            ),
-                        )
-                    } else {
-                        (
-                            EventReason::DriftCorrected,
-                            format!(
-                                "the account's interval had drifted to {}; set it back to {days} days",
-                                describe_days(account.key_rotation_interval_days)
-                            ),
-                        )
-                    };
-                    info!(days, "rotation interval updated");
-                    self.events.push((reason, message));
-                    account = merge_account(account, updated);
-                }
-                Err(err) => return Ok(self.cloudflare_failed(&err, "setting the interval")),
-            }
-        }
-        record_account(&mut self.status, &account);
-
-        if let Some(action) = self.rotate(plan.rotation, &credentials, account_id).await? {
-            return Ok(action);
-        }
-
-        let wanted = i64::from(spec.key_rotation_interval_days);
-        let actual = self.status.account_key_rotation_interval_days;
-        set_synced(&mut self.status, wanted, actual, generation, self.now);
-        let mut message = match spec.management_policy {
-            ManagementPolicy::Manage => format!("the account rotates its key every {wanted} days"),
-            ManagementPolicy::Observe => {
-                "the account was read (Observe mode: no writes)".to_owned()
-            }
-        };
-        if spec.drift_check_interval.as_duration() < self.ctx.settings.drift_check_floor {
-            message.push_str(&format!(
-                "; checked every {}s, the operator's floor, not every {}",
-                self.ctx.settings.drift_check_floor.as_secs(),
-                spec.drift_check_interval
-            ));
-        }
-        if let Some(late) = late {
-            let was_late = self
-                .written
-                .conditions
-                .iter()
-                .any(|c| c.message.contains("drift checks run late"));
-            if !was_late {
-                self.events.push((
-                    EventReason::BudgetExhausted,
-                    late.trim_start_matches("; ").to_owned(),
-                ));
-            }
-            message.push_str(&late);
-        }
-        self.ready(ReadyReason::Reconciled, &message);
-        Ok(Action::requeue(
-            self.hold.unwrap_or_else(|| jittered(self.check_interval())),
-        ))
+    let key = format!("{namespace}/{}", policy.name_any());
+    ctx.memory
+        .remember(&key, &decision.credentials, decision.late);
+    if decision.late {
+        ctx.metrics.late_check();
     }
-
-    /// Handles the rotate request. Returns an action when the reconcile must stop here.
-    async fn rotate(
-        &mut self,
-        step: RotationStep,
-        credentials: &Credentials,
-        account_id: &str,
-    ) -> Result<Option<Action>, ReconcileError> {
-        match step {
-            RotationStep::Idle => Ok(None),
-            RotationStep::Hold { request, wait } => {
-                // Read the account again once its clock has left the last
-                // rotation's second behind (a few seconds at most).
-                debug!(
-                    request,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "rotation held: the last rotation is too recent to tell a new one from it"
-                );
-                self.hold = Some(wait + HOLD_MARGIN);
-                Ok(None)
-            }
-            RotationStep::Refuse {
-                request,
-                outcome,
-                message,
-            } => {
-                self.handled(request, outcome);
-                self.events.push((EventReason::RotationRefused, message));
-                Ok(None)
-            }
-            RotationStep::Confirmed { request } => {
-                self.events.push((EventReason::Rotated, format!("rotation for request {request:?} confirmed: the account's last rotation is {}", describe_time(self.status.last_key_rotation_at))));
-                self.handled(request, RotateOutcome::Rotated);
-                Ok(None)
-            }
-            RotationStep::Begin { request, baseline } => {
-                // Record the request and its baseline before the POST, so a crash
-                // after it cannot lead to a second one.
-                self.status.pending_rotation = Some(PendingRotation {
-                    request: request.clone(),
-                    baseline_key_rotation_at: baseline,
-                });
-                self.write_status().await?;
-                pause_point(PausePoint::RotateBeforePost).await;
-                let result = self.ctx.cloudflare.rotate(credentials, account_id).await;
-                pause_point(PausePoint::RotateAfterPost).await;
-                match result {
-                    Ok(rotated) => {
-                        let merged = merge_account(account_from_status(&self.status), rotated);
-                        record_account(&mut self.status, &merged);
-                        info!(request, "key rotated");
-                        self.events.push((
-                            EventReason::Rotated,
-                            format!("rotated the signing key for request {request:?}"),
-                        ));
-                        self.handled(request, RotateOutcome::Rotated);
-                        Ok(None)
-                    }
-                    // Refused outright: nothing happened, the request is done.
-                    Err(
-                        err @ (CloudflareError::Authentication { .. }
-                        | CloudflareError::AccountNotFound { .. }
-                        | CloudflareError::Rejected { .. }),
-                    ) => {
-                        self.handled(request, RotateOutcome::Failed);
-                        Ok(Some(self.cloudflare_failed(&err, "rotating the key")))
-                    }
-                    // Unknown whether it happened: keep it pending; the next pass asks the account.
-                    Err(err) => Ok(Some(self.cloudflare_failed(&err, "rotating the key"))),
-                }
-            }
-        }
-    }
-
-    fn handled(&mut self, request: String, outcome: RotateOutcome) {
-        let outcome_label = serde_json::to_value(outcome)
+    for outcome in &decision.handled {
+        // The contract's spelling of the outcome (its serde name).
+        let label = serde_json::to_value(outcome)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        self.ctx.metrics.rotation("annotation", &outcome_label);
-        self.status.last_handled_rotate_request = Some(request);
-        self.status.last_rotate_outcome = Some(outcome);
-        self.status.pending_rotation = None;
+        ctx.metrics.rotation("annotation", &label);
     }
+    let reason = record_metrics(ctx, &namespace, policy, &decision.status);
+    publish_events(ctx, policy, decision.events).await;
+    let action = match decision.requeue {
+        Requeue::Check(interval) => Action::requeue(jittered(interval)),
+        Requeue::After(wait) => Action::requeue(wait),
+        Requeue::AwaitChange => Action::await_change(),
+    };
+    Ok((action, reason))
+}
 
-    fn ready(&mut self, reason: ReadyReason, message: &str) {
-        set_ready(
-            &mut self.status,
-            reason,
-            message,
-            self.policy.metadata.generation,
-            self.now,
-        );
-    }
-
-    /// Sets a failing Ready and queues an event if the reason is new.
-    fn fail(&mut self, reason: ReadyReason, event: EventReason, message: &str) {
-        let previous = self
-            .written
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.reason.clone(), c.message.clone()));
-        if previous != Some((reason.as_str().to_owned(), message.to_owned())) {
-            self.events.push((event, message.to_owned()));
+/// Fetches the inputs, decides, performs the decided writes in order.
+async fn run_pass(
+    policy: &AccessKeyPolicy,
+    ctx: &Context,
+    namespace: &str,
+    secret: &str,
+    writer: &mut StatusWriter,
+) -> Result<PassDecision, ReconcileError> {
+    let spec = &policy.spec;
+    let (secret_read, credentials) = if spec.suspend {
+        (SecretRead::Missing, None)
+    } else {
+        read_credentials(ctx, namespace, &spec.credentials_ref.name).await?
+    };
+    let demand = credentials.as_ref().map(|credentials| {
+        if ctx.secret_index.record(secret, credentials) {
+            // Who uses which credential changed: demands computed before are stale.
+            ctx.forget_demand();
         }
-        self.ready(reason, message);
+        ctx.credential_demand(credentials)
+    });
+    let owner = (credentials.is_some() && spec.management_policy == ManagementPolicy::Manage)
+        .then(|| other_owner(policy, ctx))
+        .flatten();
+    let key = format!("{namespace}/{}", policy.name_any());
+    let memory = ctx.memory.get(&key);
+    let input = PassInput {
+        namespace,
+        spec,
+        written: &writer.written,
+        generation: policy.metadata.generation,
+        request: RotateRequest::from_annotations(policy.annotations()),
+        secret: secret_read,
+        owner,
+        demand,
+        was_late: memory.late,
+        refusal: memory.refusal,
+        now: Timestamp::now(),
+        instant: std::time::Instant::now(),
+        drift_check_floor: ctx.settings.drift_check_floor,
+    };
+    let mut decision = decide::pass(&input, None);
+    let Some(credentials) = credentials else {
+        writer.write(&decision.status).await?;
+        return Ok(decision);
+    };
+    let cloudflare = &ctx.cloudflare;
+    let account = spec.account_id.as_str();
+    if decision.read_account {
+        let read = cloudflare.get_config(&credentials, account).await;
+        if let Err(err) = &read {
+            warn!(reason = err.reason(), error = %err, "Cloudflare call failed while reading the account");
+        }
+        decision = decide::pass(&input, Some(read));
     }
-
-    fn cloudflare_failed(&mut self, err: &CloudflareError, doing: &str) -> Action {
-        warn!(reason = err.reason(), error = %err, "Cloudflare call failed while {doing}");
-        let event = if err.ready_reason() == ReadyReason::InvalidCredentials {
-            EventReason::CredentialsError
-        } else {
-            EventReason::ApiError
+    while let Some(write) = decision.writes.front().copied() {
+        let outcome = match write {
+            AccountWrite::PutInterval(days) => WriteOutcome::Put(
+                cloudflare
+                    .update_interval(&credentials, account, days)
+                    .await,
+            ),
+            AccountWrite::PendingStatus => {
+                writer.write(&decision.status).await?;
+                pause_point(PausePoint::RotateBeforePost).await;
+                WriteOutcome::PendingStatusWritten
+            }
+            AccountWrite::PostRotate => {
+                let result = cloudflare.rotate(&credentials, account).await;
+                pause_point(PausePoint::RotateAfterPost).await;
+                WriteOutcome::Post(result)
+            }
         };
-        let hint = match err.ready_reason() {
-            ReadyReason::InvalidCredentials => {
-                "; check the token and its permission \"Access: Organizations, Identity Providers, and Groups Write\""
+        match &outcome {
+            WriteOutcome::Put(Err(err)) | WriteOutcome::Post(Err(err)) => {
+                warn!(reason = err.reason(), error = %err, ?write, "Cloudflare call failed");
             }
-            ReadyReason::AccountNotFound => {
-                "; check spec.accountId and that Access is enabled on the account"
+            WriteOutcome::Put(Ok(_)) | WriteOutcome::Post(Ok(_)) => {
+                info!(?write, "account written")
             }
-            _ => "",
-        };
-        let message = format!("{doing}: {err}{hint}");
-        self.fail(err.ready_reason(), event, &message);
-        if err.ready_reason() == ReadyReason::InvalidCredentials
-            && let Some(version) = &self.secret_version
-        {
-            // Back off while the Secret stays the same (see `reconcile::refusal`).
-            let key = self.policy_key();
-            let refusal = after_refusal(
-                self.ctx.refusals.get(&key).as_ref(),
-                version,
-                std::time::Instant::now(),
-                self.check_interval(),
-                &message,
-            );
-            let wait = refusal
-                .retry_at
-                .saturating_duration_since(std::time::Instant::now());
-            self.ctx.refusals.put(&key, refusal);
-            return Action::requeue(wait);
+            WriteOutcome::PendingStatusWritten => {}
         }
-        match err {
-            CloudflareError::RateLimited { retry_after } => Action::requeue(*retry_after),
-            _ if err.is_retryable() || matches!(err, CloudflareError::Malformed { .. }) => {
-                Action::requeue(self.ctx.settings.drift_check_floor)
-            }
-            _ => Action::requeue(self.check_interval()),
-        }
+        decision = decide::after_write(decision, outcome);
     }
+    writer.write(&decision.status).await?;
+    Ok(decision)
+}
 
-    /// The owner of this policy's account, when it is another policy.
-    fn other_owner(&self) -> Option<String> {
-        let spec = &self.policy.spec;
-        let claims: Vec<AccountClaim> = self
-            .ctx
-            .policies
-            .iter()
-            .flat_map(|store| store.state())
-            .filter(|p| {
-                p.spec.account_id == spec.account_id
-                    && p.spec.management_policy == ManagementPolicy::Manage
-                    && p.metadata.deletion_timestamp.is_none()
-            })
-            .chain(std::iter::once(Arc::new(self.policy.clone())))
-            .filter_map(|p| {
-                Some(AccountClaim {
-                    created: p.metadata.creation_timestamp.as_ref()?.0,
-                    namespace: p.namespace()?,
-                    name: p.name_any(),
-                })
-            })
-            .collect();
-        let owner = owner_of(&claims)?;
-        let me = (
-            self.policy.namespace().unwrap_or_default(),
-            self.policy.name_any(),
-        );
-        (owner.namespace != me.0 || owner.name != me.1)
-            .then(|| format!("{}/{}", owner.namespace, owner.name))
-    }
+/// Writes the status by server-side apply, only when it differs from what is
+/// stored, conditional on the version the pass decided on.
+struct StatusWriter {
+    api: Api<AccessKeyPolicy>,
+    name: String,
+    field_manager: String,
+    written: AccessKeyPolicyStatus,
+    /// Every write carries it, so a write based on a stale cache fails instead of landing.
+    resource_version: Option<String>,
+    /// The versions this pass's writes replaced.
+    replaced: Vec<String>,
+}
 
-    /// `namespace/name`, the key of per-policy memory.
-    fn policy_key(&self) -> String {
-        format!(
-            "{}/{}",
-            self.policy.namespace().unwrap_or_default(),
-            self.policy.name_any()
-        )
-    }
-
-    fn check_interval(&self) -> Duration {
-        self.policy
-            .spec
-            .drift_check_interval
-            .as_duration()
-            .max(self.ctx.settings.drift_check_floor)
-    }
-
-    /// Server-side apply of the status, only when it differs from what is stored.
-    async fn write_status(&mut self) -> Result<(), ReconcileError> {
-        if self.status == self.written {
+impl StatusWriter {
+    async fn write(&mut self, status: &AccessKeyPolicyStatus) -> Result<(), ReconcileError> {
+        if *status == self.written {
             return Ok(());
         }
         let patch = json!({
             "apiVersion": "keyrotor.dev/v1alpha1",
             "kind": "AccessKeyPolicy",
             "metadata": {"resourceVersion": self.resource_version},
-            "status": self.status,
+            "status": status,
         });
-        let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
+        let params = PatchParams::apply(&self.field_manager).force();
         let updated = self
             .api
-            .patch_status(&self.policy.name_any(), &params, &Patch::Apply(&patch))
+            .patch_status(&self.name, &params, &Patch::Apply(&patch))
             .await
             .map_err(ReconcileError::from_write)?;
         let before = std::mem::replace(&mut self.resource_version, updated.resource_version());
         self.replaced.extend(before);
-        self.written = self.status.clone();
+        self.written = status.clone();
         Ok(())
-    }
-
-    /// Sets the per-policy gauges; returns the Ready reason.
-    fn record_metrics(&self, namespace: &str) -> String {
-        let ready = self.status.conditions.iter().find(|c| c.type_ == "Ready");
-        self.ctx.metrics.policy(
-            namespace,
-            &self.policy.name_any(),
-            PolicySnapshot {
-                ready: ready.is_some_and(|c| c.status == "True"),
-                interval_days: self.status.account_key_rotation_interval_days,
-                last_rotation: self.status.last_key_rotation_at.map(|t| t.as_second()),
-                next_rotation: self.status.next_key_rotation_at.map(|t| t.as_second()),
-            },
-        );
-        ready.map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
-    }
-
-    async fn publish_events(&mut self) {
-        let reference = self.policy.object_ref(&());
-        for (reason, note) in self.events.drain(..) {
-            if let Err(err) = self.ctx.events.publish(reason, &note, &reference).await {
-                warn!(reason = reason.as_str(), error = %err, "could not publish event");
-            }
-        }
     }
 }
 
-/// Reads and validates the Secret, returning the credentials and the
-/// Secret's `resourceVersion`. `Ok(Err(..))` is a user problem; `Err` a Kubernetes one.
-async fn read_credentials(
+/// `namespace/secret-name` of the policy's Secret.
+fn secret_key(namespace: &str, policy: &AccessKeyPolicy) -> String {
+    format!("{namespace}/{}", policy.spec.credentials_ref.name)
+}
+
+/// Reads and validates the Secret. Secret data is read on demand and
+/// dropped after the pass: never cached.
+pub(super) async fn read_credentials(
     ctx: &Context,
     namespace: &str,
     name: &str,
-) -> Result<Result<(Credentials, String), CredentialsProblem>, ReconcileError> {
+) -> Result<(SecretRead, Option<Credentials>), ReconcileError> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    // Read on demand and dropped after this pass: Secret data is never cached.
     let Some(secret) = secrets.get_opt(name).await? else {
-        return Ok(Err(CredentialsProblem::Missing(name.to_owned())));
+        return Ok((SecretRead::Missing, None));
     };
     let version = secret.resource_version().unwrap_or_default();
     let data = secret.data.unwrap_or_default();
-    Ok(credentials_from_secret(name, &data)
-        .map(|credentials| (credentials, version))
-        .map_err(CredentialsProblem::Invalid))
+    Ok(match credentials_from_secret(name, &data) {
+        Ok(credentials) => (SecretRead::Valid { version }, Some(credentials)),
+        Err(err) => (SecretRead::Invalid(err), None),
+    })
 }
 
-/// Adds the finalizer for `Restore`, removes it for `Orphan`; returns the
-/// object's new resourceVersion when it changed it.
-async fn ensure_finalizer(
-    policy: &AccessKeyPolicy,
-    ctx: &Context,
-    api: &Api<AccessKeyPolicy>,
-) -> Result<Option<String>, ReconcileError> {
-    let want = policy.spec.deletion_policy == DeletionPolicy::Restore;
-    let has = policy.finalizers().iter().any(|f| f == FINALIZER);
-    if want == has {
-        return Ok(None);
-    }
-    let mut finalizers: Vec<String> = policy
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    if want {
-        finalizers.push(FINALIZER.to_owned());
-    }
-    set_finalizers(policy, ctx, api, finalizers).await.map(Some)
-}
-
-async fn set_finalizers(
-    policy: &AccessKeyPolicy,
-    _ctx: &Context,
-    api: &Api<AccessKeyPolicy>,
-    finalizers: Vec<String>,
-) -> Result<String, ReconcileError> {
-    // The resourceVersion makes this fail rather than overwrite someone else's finalizer change.
-    let patch = json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": policy.resource_version(),
-        }
-    });
-    let updated = api
-        .patch(
-            &policy.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(ReconcileError::from_write)?;
-    Ok(updated.resource_version().unwrap_or_default())
-}
-
-/// Deletion: with `Restore`, put the original interval back, then release the object.
-async fn finalize(
-    policy: &AccessKeyPolicy,
-    ctx: &Context,
-    api: &Api<AccessKeyPolicy>,
-    namespace: &str,
-) -> Result<Action, ReconcileError> {
-    if !policy.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
+/// The owner of this policy's account, when it is another policy.
+fn other_owner(policy: &AccessKeyPolicy, ctx: &Context) -> Option<String> {
     let spec = &policy.spec;
-    let original = policy
-        .status
-        .as_ref()
-        .and_then(|s| s.original_key_rotation_interval_days);
+    let claims: Vec<AccountClaim> = ctx
+        .policies
+        .iter()
+        .flat_map(|store| {
+            store.state_filter(|p| {
+                p.spec.account_id == spec.account_id
+                    && p.spec.management_policy == ManagementPolicy::Manage
+                    && p.metadata.deletion_timestamp.is_none()
+            })
+        })
+        .chain(std::iter::once(Arc::new(policy.clone())))
+        .filter_map(|p| {
+            Some(AccountClaim {
+                created: p.metadata.creation_timestamp.as_ref()?.0,
+                namespace: p.namespace()?,
+                name: p.name_any(),
+            })
+        })
+        .collect();
+    let owner = owner_of(&claims)?;
+    let me = (policy.namespace().unwrap_or_default(), policy.name_any());
+    (owner.namespace != me.0 || owner.name != me.1)
+        .then(|| format!("{}/{}", owner.namespace, owner.name))
+}
+
+/// Sets the per-policy gauges; returns the Ready reason.
+fn record_metrics(
+    ctx: &Context,
+    namespace: &str,
+    policy: &AccessKeyPolicy,
+    status: &AccessKeyPolicyStatus,
+) -> String {
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    ctx.metrics.policy(
+        namespace,
+        &policy.name_any(),
+        PolicySnapshot {
+            ready: ready.is_some_and(|c| c.status == "True"),
+            interval_days: status.account_key_rotation_interval_days,
+            last_rotation: status.last_key_rotation_at.map(|t| t.as_second()),
+            next_rotation: status.next_key_rotation_at.map(|t| t.as_second()),
+        },
+    );
+    ready.map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
+}
+
+/// Publishes the pass's events; a failure to publish is logged, not retried.
+pub(super) async fn publish_events(
+    ctx: &Context,
+    policy: &AccessKeyPolicy,
+    events: Vec<(super::EventReason, String)>,
+) {
     let reference = policy.object_ref(&());
-    let mut event = None;
-    if let (false, ManagementPolicy::Manage, Some(days)) =
-        (spec.suspend, spec.management_policy, original)
-    {
-        match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
-            Ok((credentials, _)) => match ctx.cloudflare.update_interval(&credentials, &spec.account_id, days).await {
-                Ok(_) => event = Some((EventReason::Restored, format!("put the original rotation interval of {days} days back on account {}", spec.account_id))),
-                Err(err) if err.is_retryable() || matches!(err, CloudflareError::RateLimited { .. }) => {
-                    return Err(ReconcileError::Restore(err));
-                }
-                Err(err) => event = Some((EventReason::ApiError, format!("could not restore the original interval ({err}); releasing the object anyway"))),
-            },
-            Err(_) => event = Some((EventReason::CredentialsError, "could not restore the original interval: the Secret is missing or invalid; releasing the object anyway".to_owned())),
+    for (reason, note) in events {
+        if let Err(err) = ctx.events.publish(reason, &note, &reference).await {
+            warn!(reason = reason.as_str(), error = %err, "could not publish event");
         }
     }
-    let finalizers: Vec<String> = policy
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    set_finalizers(policy, ctx, api, finalizers).await?;
-    if let Some((reason, note)) = event
-        && let Err(err) = ctx.events.publish(reason, &note, &reference).await
-    {
-        warn!(error = %err, "could not publish event");
-    }
-    Ok(Action::await_change())
-}
-
-/// A write's response may omit fields; keep what the read said for those.
-fn merge_account(
-    before: crate::cloudflare::AccountKeyConfig,
-    after: crate::cloudflare::AccountKeyConfig,
-) -> crate::cloudflare::AccountKeyConfig {
-    crate::cloudflare::AccountKeyConfig {
-        key_rotation_interval_days: after
-            .key_rotation_interval_days
-            .or(before.key_rotation_interval_days),
-        days_until_next_rotation: after
-            .days_until_next_rotation
-            .or(before.days_until_next_rotation),
-        last_key_rotation_at: after.last_key_rotation_at.or(before.last_key_rotation_at),
-        served_at: after.served_at.or(before.served_at),
-    }
-}
-
-fn account_from_status(status: &AccessKeyPolicyStatus) -> crate::cloudflare::AccountKeyConfig {
-    crate::cloudflare::AccountKeyConfig {
-        key_rotation_interval_days: status.account_key_rotation_interval_days,
-        days_until_next_rotation: status.days_until_next_rotation.map(|d| d as f64),
-        last_key_rotation_at: status.last_key_rotation_at,
-        served_at: None,
-    }
-}
-
-fn describe_days(days: Option<i64>) -> String {
-    days.map_or("unknown".to_owned(), |d| format!("{d} days"))
-}
-
-fn describe_time(at: Option<Timestamp>) -> String {
-    at.map_or("unknown".to_owned(), |t| t.to_string())
 }
 
 /// ±10 % so that many policies created together do not check in lockstep.

@@ -125,7 +125,7 @@ pub async fn run<S, G, R>(
             .applied_objects()
             .predicate_filter(relevant_change, Default::default());
         let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&client, &scope);
-        let budgets = ctx.cloudflare.budgets().clone();
+        let secret_index = ctx.secret_index.clone();
         let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
             .default_backoff()
             .touched_objects()
@@ -133,7 +133,7 @@ pub async fn run<S, G, R>(
             // no pass is put off on the budget of the token it held before.
             .inspect(move |secret| {
                 if let Ok(secret) = secret {
-                    budgets.forget_secret(&format!(
+                    secret_index.forget(&format!(
                         "{}/{}",
                         secret.namespace().unwrap_or_default(),
                         secret.name_any()

@@ -3,11 +3,12 @@
 //! crashes and lost answers happen, exactly one policy owns an account, and
 //! what the pure plan does (and does not) decide about `suspend`.
 //!
-//! The exactly-once property runs the decision functions inside a model of the
-//! reconciler (`src/controller/reconciler.rs`): a stored status (the API
-//! server), a model account (Cloudflare) and a reconcile pass that can crash at
-//! every point between its status writes and the POST. The model reads the
-//! status it wrote last (a linearizable read); see
+//! The exactly-once property drives the shipped decision functions
+//! ([`super::pass`] and [`super::after_write`]) the way the controller does,
+//! against a model world: a stored status (the API server), a model account
+//! (Cloudflare) with its own clock, and passes that can crash at every point
+//! between their status writes and the POST. The model reads the status it
+//! wrote last (a linearizable read); see
 //! `a_stale_status_read_is_what_the_protocol_must_never_see` for why that
 //! matters.
 
@@ -17,11 +18,12 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::{
-    AccountClaim, AccountClock, RotateRequest, RotationStep, decide_rotation, owner_of,
-    plan_account, witness::CLOCK_SKEW_ALLOWANCE,
+    AccountClaim, AccountClock, AccountWrite, PassInput, RotateRequest, RotationStep, SecretRead,
+    WriteOutcome, after_write, decide_rotation, owner_of, pass as decide_pass, plan_account,
+    witness::CLOCK_SKEW_ALLOWANCE,
 };
 use crate::{
-    cloudflare::AccountKeyConfig,
+    cloudflare::{AccountKeyConfig, CloudflareError, TransportKind},
     crd::{
         AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy, PendingRotation,
         RotateOutcome,
@@ -460,75 +462,117 @@ impl World {
         self.tick(1);
     }
 
-    /// One reconcile, in the reconciler's order, from the status last stored:
-    /// GET (at the pass's precision, with or without `Date`), decide, write
-    /// the pending request, POST.
+    /// One reconcile as the controller runs it, from the status last stored:
+    /// the shipped [`pass`] decides (once to ask for the account, once with
+    /// the GET's answer at the pass's precision, with or without `Date`), and
+    /// its writes are performed in order and folded back with [`after_write`],
+    /// with the crash and the POST's fate the pass was drawn with.
     fn pass(&mut self, shape: PassShape) {
-        let mut status = self.stored.clone();
-        let request = RotateRequest::from_annotations(&self.annotations);
+        let stored = self.stored.clone();
+        let spec = spec(30, self.mode, self.cooldown_secs, false);
         let served_at = shape.dated.then(|| Precision::Seconds.cut(self.now));
+        let input = PassInput {
+            namespace: "ns",
+            spec: &spec,
+            written: &stored,
+            generation: Some(1),
+            request: RotateRequest::from_annotations(&self.annotations),
+            secret: SecretRead::Valid {
+                version: "1".to_owned(),
+            },
+            owner: None,
+            demand: None,
+            was_late: false,
+            refusal: None,
+            now: self.now.checked_add(self.skew).expect("in range"),
+            instant: std::time::Instant::now(),
+            drift_check_floor: Duration::from_secs(1),
+        };
+        let first = decide_pass(&input, None);
+        assert!(
+            first.read_account,
+            "an active Manage or Observe pass reads the account"
+        );
         let account = AccountKeyConfig {
             key_rotation_interval_days: Some(30),
             days_until_next_rotation: None,
             last_key_rotation_at: self.account_last.map(|at| shape.precision.cut(at)),
             served_at,
         };
-        let clock = AccountClock {
-            served_at,
-            operator_now: self.now.checked_add(self.skew).expect("in range"),
-        };
-        let spec = spec(30, self.mode, self.cooldown_secs, false);
-        let plan = plan_account(&spec, &status, request.as_ref(), &account, clock);
-        match plan.rotation {
-            RotationStep::Idle | RotationStep::Hold { .. } => {}
-            RotationStep::Refuse {
-                request, outcome, ..
-            } => {
-                handle(&mut status, request, outcome);
-            }
-            RotationStep::Confirmed { request } => {
-                handle(&mut status, request, RotateOutcome::Rotated);
-            }
-            RotationStep::Begin { request, baseline } => {
-                if shape.crash == Crash::BeforePendingWrite {
-                    return;
+        let mut decision = decide_pass(&input, Some(Ok(account)));
+        while let Some(write) = decision.writes.front().copied() {
+            let outcome = match write {
+                AccountWrite::PutInterval(_) => {
+                    unreachable!("the model account has the spec's interval")
                 }
-                status.pending_rotation = Some(PendingRotation {
-                    request: request.clone(),
-                    baseline_key_rotation_at: baseline,
-                });
-                self.stored = status.clone();
-                if shape.crash == Crash::BeforePost {
-                    return;
-                }
-                *self.posts.entry(request.clone()).or_default() += 1;
-                self.tick(shape.latency);
-                match shape.fate {
-                    PostFate::Ok | PostFate::LandedAnswerLost => {
-                        let stamp = self
-                            .now
-                            .checked_sub(SignedDuration::from_micros(shape.stamp_lag))
-                            .expect("in range");
-                        self.account_last = Some(stamp);
-                        *self.rotations.entry(request.clone()).or_default() += 1;
+                AccountWrite::PendingStatus => {
+                    if shape.crash == Crash::BeforePendingWrite {
+                        return;
                     }
-                    PostFate::NotLanded | PostFate::Refused => {
-                        *self.not_landed.entry(request.clone()).or_default() += 1;
+                    self.stored = decision.status.clone();
+                    WriteOutcome::PendingStatusWritten
+                }
+                AccountWrite::PostRotate => {
+                    if shape.crash == Crash::BeforePost {
+                        return;
                     }
+                    let request = decision
+                        .status
+                        .pending_rotation
+                        .as_ref()
+                        .map(|p| p.request.clone())
+                        .expect("a POST follows a pending write");
+                    *self.posts.entry(request.clone()).or_default() += 1;
+                    self.tick(shape.latency);
+                    match shape.fate {
+                        PostFate::Ok | PostFate::LandedAnswerLost => {
+                            let stamp = self
+                                .now
+                                .checked_sub(SignedDuration::from_micros(shape.stamp_lag))
+                                .expect("in range");
+                            self.account_last = Some(stamp);
+                            *self.rotations.entry(request).or_default() += 1;
+                        }
+                        PostFate::NotLanded | PostFate::Refused => {
+                            *self.not_landed.entry(request).or_default() += 1;
+                        }
+                    }
+                    if shape.crash == Crash::AfterPost {
+                        return;
+                    }
+                    WriteOutcome::Post(match shape.fate {
+                        PostFate::Ok => Ok(AccountKeyConfig {
+                            key_rotation_interval_days: Some(30),
+                            days_until_next_rotation: Some(30.0),
+                            last_key_rotation_at: self
+                                .account_last
+                                .map(|at| shape.precision.cut(at)),
+                            served_at: Some(Precision::Seconds.cut(self.now)),
+                        }),
+                        PostFate::LandedAnswerLost => Err(CloudflareError::Transport {
+                            kind: TransportKind::Timeout,
+                            detail: "answer lost".to_owned(),
+                            attempts: 1,
+                        }),
+                        PostFate::NotLanded => Err(CloudflareError::Server {
+                            status: 502,
+                            code: None,
+                            message: "bad gateway".to_owned(),
+                            attempts: 1,
+                        }),
+                        PostFate::Refused => Err(CloudflareError::Rejected {
+                            status: 400,
+                            code: Some(10000),
+                            message: "refused".to_owned(),
+                            pointer: None,
+                        }),
+                    })
                 }
-                if shape.crash == Crash::AfterPost {
-                    return;
-                }
-                match shape.fate {
-                    PostFate::Ok => handle(&mut status, request, RotateOutcome::Rotated),
-                    PostFate::Refused => handle(&mut status, request, RotateOutcome::Failed),
-                    // Outcome unknown: stays pending; the next pass asks the account.
-                    PostFate::LandedAnswerLost | PostFate::NotLanded => {}
-                }
-            }
+            };
+            decision = after_write(decision, outcome);
         }
         if shape.crash == Crash::None {
-            self.stored = status;
+            self.stored = decision.status;
         }
     }
 
@@ -546,12 +590,6 @@ impl World {
         }
         Ok(())
     }
-}
-
-fn handle(status: &mut AccessKeyPolicyStatus, request: String, outcome: RotateOutcome) {
-    status.last_handled_rotate_request = Some(request);
-    status.last_rotate_outcome = Some(outcome);
-    status.pending_rotation = None;
 }
 
 /// A pass that does not crash, gets Cloudflare's answer and sees a `Date`.

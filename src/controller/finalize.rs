@@ -1,0 +1,106 @@
+//! The finalizer: added for `deletionPolicy: Restore`, removed for `Orphan`;
+//! on deletion the original interval is put back (as `decide::restore`
+//! decides), then the object is released.
+
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use serde_json::json;
+
+use super::{
+    context::Context,
+    reconciler::{ReconcileError, publish_events, read_credentials},
+};
+use crate::{
+    crd::{AccessKeyPolicy, DeletionPolicy, FINALIZER},
+    decide::restore::{self, Release},
+};
+
+/// Adds the finalizer for `Restore`, removes it for `Orphan`; returns the
+/// object's new resourceVersion when it changed it.
+pub(super) async fn ensure_finalizer(
+    policy: &AccessKeyPolicy,
+    api: &Api<AccessKeyPolicy>,
+) -> Result<Option<String>, ReconcileError> {
+    let want = policy.spec.deletion_policy == DeletionPolicy::Restore;
+    let has = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if want == has {
+        return Ok(None);
+    }
+    let mut finalizers = without_ours(policy);
+    if want {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    set_finalizers(policy, api, finalizers).await.map(Some)
+}
+
+/// Deletion: with `Restore`, put the original interval back, then release the object.
+pub(super) async fn finalize(
+    policy: &AccessKeyPolicy,
+    ctx: &Context,
+    api: &Api<AccessKeyPolicy>,
+    namespace: &str,
+) -> Result<Action, ReconcileError> {
+    if !policy.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let spec = &policy.spec;
+    let mut release = None;
+    if let Some(days) = restore::interval_to_restore(spec, policy.status.as_ref()) {
+        release = Some(
+            match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
+                (_, Some(credentials)) => {
+                    let result = ctx
+                        .cloudflare
+                        .update_interval(&credentials, &spec.account_id, days)
+                        .await;
+                    let release = restore::after_restore(days, &spec.account_id, result.clone());
+                    if let (Release::Retry, Err(err)) = (&release, result) {
+                        return Err(ReconcileError::Restore(err));
+                    }
+                    release
+                }
+                (_, None) => restore::without_credentials(),
+            },
+        );
+    }
+    set_finalizers(policy, api, without_ours(policy)).await?;
+    if let Some(Release::Now(reason, note)) = release {
+        publish_events(ctx, policy, vec![(reason, note)]).await;
+    }
+    Ok(Action::await_change())
+}
+
+fn without_ours(policy: &AccessKeyPolicy) -> Vec<String> {
+    policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect()
+}
+
+async fn set_finalizers(
+    policy: &AccessKeyPolicy,
+    api: &Api<AccessKeyPolicy>,
+    finalizers: Vec<String>,
+) -> Result<String, ReconcileError> {
+    // The resourceVersion makes this fail rather than overwrite someone else's finalizer change.
+    let patch = json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": policy.resource_version(),
+        }
+    });
+    let updated = api
+        .patch(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(ReconcileError::from_write)?;
+    Ok(updated.resource_version().unwrap_or_default())
+}

@@ -1,0 +1,29 @@
+//! The decisions of a reconcile, pure: a pass reads its inputs (policy,
+//! Secret, ownership, budget, account), [`pass`] decides the status, events,
+//! requeue and the ordered account writes, and [`after_write`] folds each
+//! write's outcome back in. The controller (`crate::controller`) does the I/O.
+
+pub mod failure;
+mod ownership;
+mod pass;
+mod plan;
+mod refusal;
+pub mod restore;
+mod rotation;
+mod secret;
+pub mod status;
+pub mod witness;
+
+pub use ownership::{AccountClaim, owner_of};
+pub use pass::{
+    AccountWrite, CredentialMemory, HOLD_MARGIN, PassDecision, PassInput, Requeue, SecretRead,
+    WriteOutcome, after_write, pass,
+};
+pub use plan::{AccountPlan, plan_account};
+pub use refusal::{Refusal, after_refusal, refusal_delay, wait_after_refusal};
+pub use rotation::{RotateRequest, RotationStep, decide_rotation};
+pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials_from_secret};
+pub use witness::AccountClock;
+
+#[cfg(test)]
+mod properties;

@@ -1,0 +1,392 @@
+//! Table tests of one pass: which events, which requeue, which messages and
+//! which writes, without a cluster.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::{cloudflare::TransportKind, decide::status::set_ready};
+
+const FLOOR: Duration = Duration::from_secs(60);
+const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().expect("timestamp")
+}
+
+fn spec(extra: serde_json::Value) -> AccessKeyPolicySpec {
+    let mut base = serde_json::json!({
+        "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
+        "keyRotationIntervalDays": 30,
+        "credentialsRef": {"name": "cf"},
+    });
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+        base.extend(extra.clone());
+    }
+    serde_json::from_value(base).expect("valid spec")
+}
+
+struct Case {
+    spec: AccessKeyPolicySpec,
+    written: AccessKeyPolicyStatus,
+    secret: SecretRead,
+    owner: Option<String>,
+    demand: Option<Demand>,
+    was_late: bool,
+    refusal: Option<Refusal>,
+    request: Option<RotateRequest>,
+    instant: Instant,
+}
+
+impl Case {
+    fn new() -> Self {
+        Self {
+            spec: spec(serde_json::json!({})),
+            written: AccessKeyPolicyStatus::default(),
+            secret: SecretRead::Valid {
+                version: "7".into(),
+            },
+            owner: None,
+            demand: None,
+            was_late: false,
+            refusal: None,
+            request: None,
+            instant: Instant::now(),
+        }
+    }
+
+    fn input(&self) -> PassInput<'_> {
+        PassInput {
+            namespace: "team",
+            spec: &self.spec,
+            written: &self.written,
+            generation: Some(2),
+            request: self.request.clone(),
+            secret: self.secret.clone(),
+            owner: self.owner.clone(),
+            demand: self.demand,
+            was_late: self.was_late,
+            refusal: self.refusal.clone(),
+            now: ts("2026-12-02T10:00:00Z"),
+            instant: self.instant,
+            drift_check_floor: FLOOR,
+        }
+    }
+
+    fn first(&self) -> PassDecision {
+        pass(&self.input(), None)
+    }
+
+    fn read(&self, account: Result<AccountKeyConfig, CloudflareError>) -> PassDecision {
+        pass(&self.input(), Some(account))
+    }
+}
+
+fn account(days: i64, last: &str) -> AccountKeyConfig {
+    AccountKeyConfig {
+        key_rotation_interval_days: Some(days),
+        days_until_next_rotation: Some(20.0),
+        last_key_rotation_at: Some(ts(last)),
+        served_at: Some(ts("2026-12-02T10:00:00Z")),
+    }
+}
+
+fn ready(d: &PassDecision) -> (String, String) {
+    d.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default()
+}
+
+fn reasons(d: &PassDecision) -> Vec<&'static str> {
+    d.events.iter().map(|(r, _)| r.as_str()).collect()
+}
+
+fn auth_error() -> CloudflareError {
+    CloudflareError::Authentication {
+        status: 403,
+        code: Some(9109),
+        message: "Invalid access token".into(),
+    }
+}
+
+#[test]
+fn early_ends_say_why_and_make_no_call() {
+    let mut suspended = Case::new();
+    suspended.spec = spec(serde_json::json!({"suspend": true}));
+    let d = suspended.first();
+    assert_eq!(ready(&d).0, "Suspended");
+    assert_eq!(d.requeue, Requeue::AwaitChange);
+
+    let mut missing = Case::new();
+    missing.secret = SecretRead::Missing;
+    let d = missing.first();
+    assert_eq!(
+        ready(&d),
+        (
+            "SecretNotFound".to_owned(),
+            "Secret cf not found in namespace team; create it with key apiToken (or apiKey and email)".to_owned()
+        )
+    );
+    assert_eq!(reasons(&d), ["CredentialsError"]);
+    assert_eq!(d.requeue, Requeue::After(TEN_MINUTES));
+
+    let mut conflict = Case::new();
+    conflict.owner = Some("team/older".into());
+    let d = conflict.first();
+    assert_eq!(ready(&d).0, "Conflict");
+    assert!(
+        ready(&d).1.contains("managed by team/older"),
+        "{}",
+        ready(&d).1
+    );
+    assert_eq!(reasons(&d), ["Conflict"]);
+    assert_eq!(
+        d.requeue,
+        Requeue::After(FLOOR),
+        "takes over soon after the owner goes"
+    );
+
+    for d in [suspended.first(), missing.first(), conflict.first()] {
+        assert!(!d.read_account && d.writes.is_empty(), "{d:?}");
+    }
+}
+
+#[test]
+fn an_unchanged_failure_is_no_new_event() {
+    let mut missing = Case::new();
+    missing.secret = SecretRead::Missing;
+    let (reason, message) = ready(&missing.first());
+    set_ready(
+        &mut missing.written,
+        ReadyReason::SecretNotFound,
+        &message,
+        Some(2),
+        ts("2026-12-02T09:00:00Z"),
+    );
+    assert_eq!(reason, "SecretNotFound");
+    assert!(missing.first().events.is_empty());
+}
+
+#[test]
+fn a_refused_token_is_remembered_and_not_asked_again_until_its_wait_is_over() {
+    let case = Case::new();
+    let d = case.read(Err(auth_error()));
+    assert_eq!(ready(&d).0, "InvalidCredentials");
+    assert!(
+        ready(&d).1.starts_with("reading the account: "),
+        "{}",
+        ready(&d).1
+    );
+    assert_eq!(reasons(&d), ["CredentialsError"]);
+    let CredentialMemory::Refused(refusal) = d.credentials.clone() else {
+        panic!("not remembered: {:?}", d.credentials);
+    };
+    assert_eq!(d.requeue, Requeue::After(TEN_MINUTES));
+
+    let mut again = Case::new();
+    again.refusal = Some(refusal.clone());
+    again.instant = case.instant + Duration::from_secs(60);
+    let d = again.first();
+    assert!(!d.read_account, "asked again inside the wait");
+    assert_eq!(d.requeue, Requeue::After(Duration::from_secs(540)));
+    assert_eq!(
+        ready(&d),
+        ("InvalidCredentials".to_owned(), refusal.message.clone())
+    );
+
+    again.secret = SecretRead::Valid {
+        version: "8".into(),
+    };
+    assert!(
+        again.first().read_account,
+        "a changed Secret is asked about at once"
+    );
+    let d = again.read(Ok(account(30, "2026-11-20T00:00:00Z")));
+    assert_eq!(d.credentials, CredentialMemory::Accepted);
+}
+
+#[test]
+fn cloudflare_failures_requeue_by_their_kind() {
+    let case = Case::new();
+    let limited = case.read(Err(CloudflareError::RateLimited {
+        retry_after: Duration::from_secs(90),
+    }));
+    assert_eq!(
+        (ready(&limited).0.as_str(), limited.requeue),
+        ("RateLimited", Requeue::After(Duration::from_secs(90)))
+    );
+    let down = case.read(Err(CloudflareError::Transport {
+        kind: TransportKind::Connect,
+        detail: "refused".into(),
+        attempts: 4,
+    }));
+    assert_eq!(
+        (ready(&down).0.as_str(), down.requeue),
+        ("ApiError", Requeue::After(FLOOR))
+    );
+    assert_eq!(reasons(&down), ["ApiError"]);
+}
+
+#[test]
+fn a_new_spec_updates_the_interval_and_later_drift_is_corrected() {
+    let case = Case::new();
+    assert!(case.first().read_account);
+    let d = case.read(Ok(account(42, "2026-11-20T00:00:00Z")));
+    assert_eq!(d.writes, [AccountWrite::PutInterval(30)]);
+    assert_eq!(d.status.original_key_rotation_interval_days, Some(42));
+    let d = after_write(
+        d,
+        WriteOutcome::Put(Ok(account(30, "2026-11-20T00:00:00Z"))),
+    );
+    assert!(d.writes.is_empty());
+    assert_eq!(reasons(&d), ["IntervalUpdated"]);
+    assert_eq!(
+        d.events[0].1,
+        "set the account's rotation interval to 30 days (was 42 days)"
+    );
+    assert_eq!(
+        ready(&d),
+        (
+            "Reconciled".to_owned(),
+            "the account rotates its key every 30 days".to_owned()
+        )
+    );
+    assert_eq!(d.requeue, Requeue::Check(TEN_MINUTES));
+    assert_eq!(d.status.account_key_rotation_interval_days, Some(30));
+
+    // The stored status saw this generation and the account: now it is drift.
+    let mut later = Case::new();
+    later.written = d.status.clone();
+    let d = later.read(Ok(account(90, "2026-11-20T00:00:00Z")));
+    let d = after_write(
+        d,
+        WriteOutcome::Put(Ok(account(30, "2026-11-20T00:00:00Z"))),
+    );
+    assert_eq!(reasons(&d), ["DriftCorrected"]);
+
+    let failed = after_write(
+        later.read(Ok(account(90, "2026-11-20T00:00:00Z"))),
+        WriteOutcome::Put(Err(CloudflareError::Rejected {
+            status: 400,
+            code: Some(12001),
+            message: "no".into(),
+            pointer: Some("/key_rotation_interval_days".into()),
+        })),
+    );
+    assert_eq!(ready(&failed).0, "ApiError");
+    assert!(ready(&failed).1.starts_with("setting the interval: "));
+}
+
+#[test]
+fn observe_mode_and_the_floor_and_a_late_budget_show_in_the_ready_message() {
+    let mut case = Case::new();
+    case.spec =
+        spec(serde_json::json!({"managementPolicy": "Observe", "driftCheckInterval": "10s"}));
+    case.demand = Some(Demand {
+        policies: 900,
+        checks_per_second: 15.0,
+        capacity_per_second: 2.0,
+    });
+    let d = case.read(Ok(account(42, "2026-11-20T00:00:00Z")));
+    assert!(d.writes.is_empty(), "Observe never writes");
+    let (_, message) = ready(&d);
+    assert!(message.starts_with("the account was read (Observe mode: no writes); checked every 60s, the operator's floor, not every 10s; drift checks run late: 900 policies"), "{message}");
+    assert_eq!(reasons(&d), ["BudgetExhausted"]);
+    assert!(d.late);
+    case.was_late = true;
+    assert!(
+        case.read(Ok(account(42, "2026-11-20T00:00:00Z")))
+            .events
+            .is_empty(),
+        "one event, not one per pass"
+    );
+    assert_eq!(
+        d.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced")
+            .map(|c| c.reason.as_str()),
+        Some("Drifted")
+    );
+}
+
+#[test]
+fn a_rotation_is_written_pending_then_posted_and_its_outcome_recorded() {
+    let mut case = Case::new();
+    case.request = Some(RotateRequest {
+        value: "r1".into(),
+        force: false,
+    });
+    let d = case.read(Ok(account(30, "2026-11-01T00:00:00Z")));
+    assert_eq!(
+        d.writes,
+        [AccountWrite::PendingStatus, AccountWrite::PostRotate]
+    );
+    assert_eq!(
+        d.status
+            .pending_rotation
+            .as_ref()
+            .map(|p| (p.request.as_str(), p.baseline_key_rotation_at)),
+        Some(("r1", Some(ts("2026-11-01T00:00:00Z"))))
+    );
+    let pending = after_write(d, WriteOutcome::PendingStatusWritten);
+    assert_eq!(pending.writes, [AccountWrite::PostRotate]);
+
+    let done = after_write(
+        pending.clone(),
+        WriteOutcome::Post(Ok(account(30, "2026-12-02T10:00:01.5Z"))),
+    );
+    assert_eq!(reasons(&done), ["Rotated"]);
+    assert_eq!(
+        done.status.last_handled_rotate_request.as_deref(),
+        Some("r1")
+    );
+    assert_eq!(
+        done.status.last_key_rotation_at,
+        Some(ts("2026-12-02T10:00:01Z"))
+    );
+    assert!(done.status.pending_rotation.is_none());
+    assert_eq!(done.handled, [RotateOutcome::Rotated]);
+
+    let unknown = after_write(
+        pending.clone(),
+        WriteOutcome::Post(Err(CloudflareError::Transport {
+            kind: TransportKind::Timeout,
+            detail: "timed out".into(),
+            attempts: 1,
+        })),
+    );
+    assert!(
+        unknown.status.pending_rotation.is_some(),
+        "unknown outcome stays pending"
+    );
+    assert!(unknown.handled.is_empty());
+    assert!(ready(&unknown).1.starts_with("rotating the key: "));
+
+    let refused = after_write(pending, WriteOutcome::Post(Err(auth_error())));
+    assert_eq!(
+        refused.status.last_rotate_outcome,
+        Some(RotateOutcome::Failed)
+    );
+    assert!(refused.status.pending_rotation.is_none());
+}
+
+#[test]
+fn a_rotation_too_close_to_the_last_one_is_held_without_writing() {
+    let mut case = Case::new();
+    case.request = Some(RotateRequest {
+        value: "r1".into(),
+        force: true,
+    });
+    let d = case.read(Ok(account(30, "2026-12-02T09:59:59.9Z")));
+    assert!(d.writes.is_empty());
+    assert_eq!(
+        d.requeue,
+        Requeue::After(Duration::from_secs(1) + HOLD_MARGIN)
+    );
+    assert!(d.status.pending_rotation.is_none());
+}
