@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: hack/test.sh
 # The project's one test command (README and .ci/run call exactly this): installs
-# what a fresh machine lacks, then runs format, lint and every test.
+# what a fresh machine lacks, then runs format, lint, the dependency policy
+# (cargo deny, deny.toml) and every test.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +14,10 @@ step "prerequisites"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
+fi
+cargo_deny_version=0.20.2
+if [[ $(cargo deny --version 2>/dev/null) != "cargo-deny $cargo_deny_version" ]]; then
+  cargo install --locked --quiet cargo-deny --version "$cargo_deny_version"
 fi
 
 step "test tools (kube-apiserver, etcd, kubectl, helm) from pinned Go modules"
@@ -38,6 +43,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo deny check bans sources licenses (deny.toml says why not advisories)"
+cargo deny --workspace --locked check bans sources licenses
 
 step "cargo test"
 cargo test --workspace --locked
