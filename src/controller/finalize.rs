@@ -10,8 +10,7 @@ use kube::{
 use serde_json::json;
 
 use super::{
-    context::Context,
-    reconciler::{ReconcileError, publish_events, read_credentials},
+    context::Context, error::ReconcileError, inputs::read_credentials, reconciler::publish_events,
 };
 use crate::{
     crd::{AccessKeyPolicy, DeletionPolicy, FINALIZER},

@@ -3,17 +3,20 @@
 
 mod cached;
 mod context;
+mod error;
 mod events;
 mod finalize;
+mod inputs;
 mod pause;
 mod publisher;
 mod reconciler;
 mod run;
 mod secret_index;
+mod status_writer;
 
 pub use context::{Context, ControllerSettings, PolicyMemory, Remembered};
-pub use secret_index::SecretIndex;
 pub use events::EventReason;
 pub use publisher::EventPublisher;
 pub use reconciler::ReconcileError;
 pub use run::{RunOptions, run};
+pub use secret_index::SecretIndex;

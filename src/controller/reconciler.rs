@@ -5,68 +5,26 @@
 use std::{sync::Arc, time::Duration};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-    runtime::controller::Action,
-};
+use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
 use rand::Rng;
-use serde_json::json;
 use tracing::{debug, info, warn};
 
+pub use super::error::ReconcileError;
 use super::{
     context::Context,
     finalize::{ensure_finalizer, finalize},
+    inputs::{other_owner, read_credentials},
     pause::{PausePoint, pause_point},
+    status_writer::StatusWriter,
 };
 use crate::{
-    cloudflare::{CloudflareError, Credentials},
     crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ManagementPolicy},
     decide::{
-        self, AccountClaim, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest,
-        SecretRead, WriteOutcome, credentials_from_secret, owner_of,
+        self, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest, SecretRead,
+        WriteOutcome,
     },
     metrics::PolicySnapshot,
 };
-
-/// A reconcile that could not finish because Kubernetes failed; retried with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    /// The object has no namespace (the CRD is namespaced, so this is a bug).
-    #[error("AccessKeyPolicy has no namespace")]
-    NoNamespace,
-    /// Reading or writing Kubernetes failed.
-    #[error("Kubernetes API error: {0}")]
-    Kubernetes(#[from] kube::Error),
-    /// Restoring the interval on deletion failed in a way worth retrying.
-    #[error("restoring the original interval failed: {0}")]
-    Restore(CloudflareError),
-    /// The object changed since the cached copy the pass decided on (409):
-    /// nothing was written; the pass runs again on the fresh object.
-    #[error("the cached AccessKeyPolicy was stale; retrying on the current one")]
-    StaleCache,
-}
-
-impl ReconcileError {
-    /// A stable reason for metrics and logs.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::NoNamespace => "NoNamespace",
-            Self::Kubernetes(_) => "KubernetesError",
-            Self::Restore(_) => "RestoreFailed",
-            Self::StaleCache => "StaleCache",
-        }
-    }
-
-    /// A failed write: 409 means our copy was stale.
-    pub(super) fn from_write(err: kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) if status.code == 409 => Self::StaleCache,
-            other => Self::Kubernetes(other),
-        }
-    }
-}
 
 /// Reconciles one policy (only on the leader), recording metrics. Every log
 /// line inside carries the policy's namespace and name.
@@ -263,93 +221,9 @@ async fn run_pass(
     Ok(decision)
 }
 
-/// Writes the status by server-side apply, only when it differs from what is
-/// stored, conditional on the version the pass decided on.
-struct StatusWriter {
-    api: Api<AccessKeyPolicy>,
-    name: String,
-    field_manager: String,
-    written: AccessKeyPolicyStatus,
-    /// Every write carries it, so a write based on a stale cache fails instead of landing.
-    resource_version: Option<String>,
-    /// The versions this pass's writes replaced.
-    replaced: Vec<String>,
-}
-
-impl StatusWriter {
-    async fn write(&mut self, status: &AccessKeyPolicyStatus) -> Result<(), ReconcileError> {
-        if *status == self.written {
-            return Ok(());
-        }
-        let patch = json!({
-            "apiVersion": "keyrotor.dev/v1alpha1",
-            "kind": "AccessKeyPolicy",
-            "metadata": {"resourceVersion": self.resource_version},
-            "status": status,
-        });
-        let params = PatchParams::apply(&self.field_manager).force();
-        let updated = self
-            .api
-            .patch_status(&self.name, &params, &Patch::Apply(&patch))
-            .await
-            .map_err(ReconcileError::from_write)?;
-        let before = std::mem::replace(&mut self.resource_version, updated.resource_version());
-        self.replaced.extend(before);
-        self.written = status.clone();
-        Ok(())
-    }
-}
-
 /// `namespace/secret-name` of the policy's Secret.
 fn secret_key(namespace: &str, policy: &AccessKeyPolicy) -> String {
     format!("{namespace}/{}", policy.spec.credentials_ref.name)
-}
-
-/// Reads and validates the Secret. Secret data is read on demand and
-/// dropped after the pass: never cached.
-pub(super) async fn read_credentials(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<(SecretRead, Option<Credentials>), ReconcileError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let Some(secret) = secrets.get_opt(name).await? else {
-        return Ok((SecretRead::Missing, None));
-    };
-    let version = secret.resource_version().unwrap_or_default();
-    let data = secret.data.unwrap_or_default();
-    Ok(match credentials_from_secret(name, &data) {
-        Ok(credentials) => (SecretRead::Valid { version }, Some(credentials)),
-        Err(err) => (SecretRead::Invalid(err), None),
-    })
-}
-
-/// The owner of this policy's account, when it is another policy.
-fn other_owner(policy: &AccessKeyPolicy, ctx: &Context) -> Option<String> {
-    let spec = &policy.spec;
-    let claims: Vec<AccountClaim> = ctx
-        .policies
-        .iter()
-        .flat_map(|store| {
-            store.state_filter(|p| {
-                p.spec.account_id == spec.account_id
-                    && p.spec.management_policy == ManagementPolicy::Manage
-                    && p.metadata.deletion_timestamp.is_none()
-            })
-        })
-        .chain(std::iter::once(Arc::new(policy.clone())))
-        .filter_map(|p| {
-            Some(AccountClaim {
-                created: p.metadata.creation_timestamp.as_ref()?.0,
-                namespace: p.namespace()?,
-                name: p.name_any(),
-            })
-        })
-        .collect();
-    let owner = owner_of(&claims)?;
-    let me = (policy.namespace().unwrap_or_default(), policy.name_any());
-    (owner.namespace != me.0 || owner.name != me.1)
-        .then(|| format!("{}/{}", owner.namespace, owner.name))
 }
 
 /// Sets the per-policy gauges; returns the Ready reason.
