@@ -42,10 +42,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features keyrotor/failpoints -- -D warnings
 
 step "cargo deny check bans sources licenses (deny.toml says why not advisories)"
 cargo deny --workspace --locked check bans sources licenses
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (with the failpoints the crash tests pause at)"
+cargo test --workspace --locked --features keyrotor/failpoints

@@ -185,6 +185,14 @@ impl RunArgs {
     /// Starts logging, connects to Kubernetes and runs until SIGTERM/SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
         crate::telemetry::init(&self.log_level, matches!(self.log_format, LogFormat::Json))?;
+        // A test asking for a pause point from a build without them would
+        // otherwise wait for a pause that never comes.
+        #[cfg(not(feature = "failpoints"))]
+        if std::env::var_os("KEYROTOR_TEST_PAUSE_AT").is_some() {
+            anyhow::bail!(
+                "KEYROTOR_TEST_PAUSE_AT needs a build with `--features keyrotor/failpoints`"
+            );
+        }
         let client = kube::Client::try_default()
             .await
             .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;

@@ -1,10 +1,8 @@
-//! Test hook: `KEYROTOR_TEST_PAUSE_AT=<point>` makes the operator stop forever
-//! at that point of the rotation protocol, so a crash test can SIGKILL it at an
-//! exact moment. Unset (always, in production) it costs one lookup.
-
-use std::sync::OnceLock;
-
-use tracing::warn;
+//! Test hook: with the `failpoints` feature (test builds only),
+//! `KEYROTOR_TEST_PAUSE_AT=<point>` makes the operator stop forever at that point
+//! of the rotation protocol, so a crash test can SIGKILL it at an exact moment.
+//! The points are the `fail` crate's failpoints; without the feature the hook
+//! is compiled out and `pause_point` does nothing.
 
 /// Points where the operator can be paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +13,9 @@ pub enum PausePoint {
     RotateAfterPost,
 }
 
+#[cfg(feature = "failpoints")]
 impl PausePoint {
+    /// The failpoint's name, also the value of `KEYROTOR_TEST_PAUSE_AT`.
     fn as_str(self) -> &'static str {
         match self {
             Self::RotateBeforePost => "rotate-before-post",
@@ -24,15 +24,29 @@ impl PausePoint {
     }
 }
 
-/// Waits forever if the environment asks to pause at `point`.
+/// Waits forever if the failpoint named after `point` is on.
+///
+/// The failpoint's `return` action parks only this task: the crate's own
+/// `pause` action would block a runtime worker thread instead.
+#[cfg(feature = "failpoints")]
 pub async fn pause_point(point: PausePoint) {
-    static CONFIGURED: OnceLock<Option<String>> = OnceLock::new();
-    let configured = CONFIGURED.get_or_init(|| std::env::var("KEYROTOR_TEST_PAUSE_AT").ok());
-    if configured.as_deref() == Some(point.as_str()) {
-        warn!(
+    static FROM_ENV: std::sync::Once = std::sync::Once::new();
+    FROM_ENV.call_once(|| {
+        if let Ok(name) = std::env::var("KEYROTOR_TEST_PAUSE_AT")
+            && let Err(err) = fail::cfg(name, "return")
+        {
+            tracing::error!(%err, "KEYROTOR_TEST_PAUSE_AT: cannot configure the failpoint");
+        }
+    });
+    if fail::eval(point.as_str(), |_| ()).is_some() {
+        tracing::warn!(
             point = point.as_str(),
             "pause point reached (KEYROTOR_TEST_PAUSE_AT)"
         );
         std::future::pending::<()>().await;
     }
 }
+
+/// Does nothing: built without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+pub async fn pause_point(_point: PausePoint) {}
