@@ -890,19 +890,7 @@ fn ok_result(result: &str) -> Reply {
 
 const HTML: &str = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>cloudflare</body></html>";
 const GOOD: &str = r#"{"key_rotation_interval_days":30,"days_until_next_rotation":12,"last_key_rotation_at":"2026-11-14T09:12:44.5Z"}"#;
-
-fn ts(text: &str) -> jiff::Timestamp {
-    text.parse().expect("timestamp")
-}
-
-fn config(interval: Option<i64>, days: Option<f64>, last: Option<&str>) -> AccountKeyConfig {
-    AccountKeyConfig {
-        key_rotation_interval_days: interval,
-        days_until_next_rotation: days,
-        last_key_rotation_at: last.map(ts),
-        served_at: None,
-    }
-}
+const HTML_DETAIL: &str = "body is HTML, not JSON (a proxy or error page)";
 
 fn malformed(status: u16, detail: &str) -> Result<AccountKeyConfig, CloudflareError> {
     Err(CloudflareError::Malformed {
@@ -910,10 +898,6 @@ fn malformed(status: u16, detail: &str) -> Result<AccountKeyConfig, CloudflareEr
         detail: detail.to_owned(),
     })
 }
-
-const NOT_A_TIMESTAMP: &str =
-    "`last_key_rotation_at` is not a timestamp; without it a rotation cannot be verified";
-const HTML_DETAIL: &str = "body is HTML, not JSON (a proxy or error page)";
 
 fn client_for(base_url: &str, request_timeout: Duration) -> CloudflareClient {
     CloudflareClient::new(
@@ -947,7 +931,9 @@ enum Want {
 }
 
 #[tokio::test]
-async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
+async fn odd_answers_on_the_wire_end_in_one_exact_result() {
+    // Bodies of every odd shape are `parse_response` cases (src/cloudflare/envelope_cases.rs);
+    // these need the client: retries, a POST never retried, body limits, broken HTTP.
     let server_502_html = http(
         "502 Bad Gateway",
         &[("Content-Type", "text/html")],
@@ -955,7 +941,6 @@ async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
     );
     // name, call, reply, expected result, expected number of requests
     let cases: Vec<(&str, Call, Reply, Want, usize)> = vec![
-        ("html 200", Call::Get, Reply::Bytes(http("200 OK", &[("Content-Type", "text/html")], HTML.as_bytes())), Want::Exact(malformed(200, HTML_DETAIL)), 1),
         (
             "html 502 is retried, then a server error",
             Call::Get,
@@ -968,142 +953,6 @@ async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
             Call::Rotate,
             Reply::Bytes(server_502_html),
             Want::Exact(Err(CloudflareError::Server { status: 502, code: None, message: HTML_DETAIL.into(), attempts: 1 })),
-            1,
-        ),
-        ("truncated json", Call::Get, json_200(r#"{"success":true,"result":{"key_rot"#), Want::Exact(malformed(200, "body is not valid JSON (truncated or corrupt)")), 1),
-        ("empty body", Call::Get, json_200(""), Want::Exact(malformed(200, "empty body")), 1),
-        ("204 no content", Call::Get, Reply::Bytes(http("204 No Content", &[], b"")), Want::Exact(malformed(204, "empty body")), 1),
-        ("json with a byte-order mark", Call::Get, json_200(&format!("\u{feff}{{\"success\":true,\"result\":{GOOD}}}")), Want::Exact(malformed(200, "body is not valid JSON (truncated or corrupt)")), 1),
-        (
-            "wrong types are read as absent",
-            Call::Get,
-            ok_result(r#"{"key_rotation_interval_days":"30","days_until_next_rotation":"12","last_key_rotation_at":"2026-11-14T09:12:44Z"}"#),
-            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44Z")))),
-            1,
-        ),
-        (
-            "negative numbers are kept as sent",
-            Call::Get,
-            ok_result(r#"{"key_rotation_interval_days":-5,"days_until_next_rotation":-3,"last_key_rotation_at":"2026-11-14T09:12:44Z"}"#),
-            Want::Exact(Ok(config(Some(-5), Some(-3.0), Some("2026-11-14T09:12:44Z")))),
-            1,
-        ),
-        (
-            "huge numbers: a non-integral interval is absent, days kept",
-            Call::Get,
-            ok_result(r#"{"key_rotation_interval_days":1e300,"days_until_next_rotation":1e308,"last_key_rotation_at":null}"#),
-            Want::Exact(Ok(config(None, Some(1e308), None))),
-            1,
-        ),
-        (
-            "i64::MAX interval is an integer, beyond it is absent",
-            Call::Get,
-            ok_result(r#"{"key_rotation_interval_days":9223372036854775807,"days_until_next_rotation":18446744073709551616}"#),
-            Want::Exact(Ok(config(Some(i64::MAX), Some(18_446_744_073_709_551_616.0), None))),
-            1,
-        ),
-        (
-            "success false with status 200 is a refusal",
-            Call::Get,
-            json_200(r#"{"success":false,"errors":[{"code":1234,"message":"nope"}],"messages":[],"result":null}"#),
-            Want::Exact(Err(CloudflareError::Rejected { status: 200, code: Some(1234), message: "nope".into(), pointer: None })),
-            1,
-        ),
-        (
-            "success false with status 200 and an auth code",
-            Call::Get,
-            json_200(r#"{"success":false,"errors":[{"code":9109,"message":"Invalid access token"}],"result":null}"#),
-            Want::Exact(Err(CloudflareError::Authentication { status: 200, code: Some(9109), message: "Invalid access token".into() })),
-            1,
-        ),
-        (
-            "success false without errors",
-            Call::Get,
-            json_200(r#"{"success":false}"#),
-            Want::Exact(Err(CloudflareError::Rejected { status: 200, code: None, message: "HTTP 200 without an error message".into(), pointer: None })),
-            1,
-        ),
-        ("missing result", Call::Get, json_200(r#"{"success":true,"errors":[]}"#), Want::Exact(malformed(200, "the response has no `result` object")), 1),
-        ("null result", Call::Get, json_200(r#"{"success":true,"result":null}"#), Want::Exact(malformed(200, "the response has no `result` object")), 1),
-        ("array result", Call::Get, json_200(&format!(r#"{{"success":true,"result":[{GOOD}]}}"#)), Want::Exact(malformed(200, "the response has no `result` object")), 1),
-        (
-            "success as a string is not false",
-            Call::Get,
-            json_200(&format!(r#"{{"success":"yes","result":{GOOD}}}"#)),
-            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44.5Z")))),
-            1,
-        ),
-        (
-            "unknown fields everywhere are ignored",
-            Call::Get,
-            json_200(r#"{"success":true,"errors":[],"messages":[{"code":1,"message":"hi"}],"result_info":{"page":1},"result":{"key_rotation_interval_days":30,"days_until_next_rotation":12,"last_key_rotation_at":"2026-11-14T09:12:44Z","new_field":{"deep":[1,2,3]},"aud":"x"},"zzz":null}"#),
-            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44Z")))),
-            1,
-        ),
-        (
-            "date with a space and no zone is UTC",
-            Call::Get,
-            ok_result(r#"{"last_key_rotation_at":"2026-11-14 09:12:44"}"#),
-            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44Z")))),
-            1,
-        ),
-        (
-            "date with an offset",
-            Call::Get,
-            ok_result(r#"{"last_key_rotation_at":"2026-11-14T09:12:44+02:00"}"#),
-            Want::Exact(Ok(config(None, None, Some("2026-11-14T07:12:44Z")))),
-            1,
-        ),
-        (
-            "date with nanoseconds",
-            Call::Get,
-            ok_result(r#"{"last_key_rotation_at":"2026-11-14T09:12:44.123456789Z"}"#),
-            Want::Exact(Ok(config(None, None, Some("2026-11-14T09:12:44.123456789Z")))),
-            1,
-        ),
-        ("date day-first is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":"14/11/2026"}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
-        ("date as epoch seconds is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":1763111564}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
-        ("date empty is malformed", Call::Get, ok_result(r#"{"last_key_rotation_at":""}"#), Want::Exact(malformed(200, NOT_A_TIMESTAMP)), 1),
-        (
-            "429 with a Retry-After that is not a number waits 300 s",
-            Call::Get,
-            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "soon")], b"")),
-            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(300) })),
-            1,
-        ),
-        (
-            "429 with an HTTP-date Retry-After waits 300 s",
-            Call::Get,
-            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "Wed, 21 Oct 2026 07:28:00 GMT")], b"")),
-            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(300) })),
-            1,
-        ),
-        (
-            "429 with an absurd Retry-After is capped at an hour",
-            Call::Get,
-            Reply::Bytes(http("429 Too Many Requests", &[("Retry-After", "18446744073709551615")], b"")),
-            Want::Exact(Err(CloudflareError::RateLimited { retry_after: Duration::from_secs(3600) })),
-            1,
-        ),
-        (
-            "a 404 HTML page from a proxy reads as account not found",
-            Call::Get,
-            Reply::Bytes(http("404 Not Found", &[("Content-Type", "text/html")], HTML.as_bytes())),
-            Want::Exact(Err(CloudflareError::AccountNotFound { status: 404, code: None, message: HTML_DETAIL.into() })),
-            1,
-        ),
-        (
-            "an odd 4xx is a rejected request",
-            Call::Get,
-            Reply::Bytes(http("418 I'm a teapot", &[], b"short and stout")),
-            Want::Exact(Err(CloudflareError::Rejected { status: 418, code: None, message: "body is not valid JSON (truncated or corrupt)".into(), pointer: None })),
-            1,
-        ),
-        (
-            "an error message of a megabyte is cut to 512 characters",
-            Call::Get,
-            json_200(&format!(r#"{{"success":false,"errors":[{{"code":1,"message":"{}"}}]}}"#, "m".repeat(1_000_000))),
-            Want::Matches("Rejected with a 513-character message", Box::new(|r| matches!(r, Err(CloudflareError::Rejected { message, .. }) if message.chars().count() == 513))),
             1,
         ),
         (
@@ -1131,11 +980,15 @@ async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
             "HTTP/1.0 without a length is read to the end",
             Call::Get,
             Reply::Bytes(format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{{\"success\":true,\"result\":{GOOD}}}").into_bytes()),
-            Want::Exact(Ok(config(Some(30), Some(12.0), Some("2026-11-14T09:12:44.5Z")))),
+            Want::Exact(Ok(AccountKeyConfig {
+                key_rotation_interval_days: Some(30),
+                days_until_next_rotation: Some(12.0),
+                last_key_rotation_at: Some("2026-11-14T09:12:44.5Z".parse().expect("timestamp")),
+                served_at: None,
+            })),
             1,
         ),
     ];
-    let count = cases.len();
     for (name, call, reply, want, requests) in cases {
         let server = Canned::start(move |_, _| reply.clone()).await;
         let client = client_for(&server.base_url(), Duration::from_secs(5));
@@ -1172,7 +1025,6 @@ async fn odd_cloudflare_answers_each_end_in_one_exact_result() {
             );
         }
     }
-    assert_eq!(count, 35);
 }
 
 #[tokio::test]

@@ -252,6 +252,10 @@ fn bounded(text: &str, max_chars: usize) -> String {
 }
 
 #[cfg(test)]
+#[path = "envelope_cases.rs"]
+mod cases;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn http_dates_are_the_accounts_clock_and_anything_else_is_none() {
