@@ -151,21 +151,21 @@ impl CloudflareClient {
         account_id: &str,
         body: Option<serde_json::Value>,
     ) -> Result<AccountKeyConfig, CloudflareError> {
-        let mut retry = 0;
-        loop {
-            match self
-                .call_once(operation, credentials, account_id, body.clone())
-                .await
-            {
-                Err(err) if err.is_retryable() && retry < self.retry.max_retries => {
-                    retry += 1;
-                    let delay = self.retry.delay(retry, &mut rand::rng());
-                    debug!(operation = operation.as_str(), retry, ?delay, error = %err, "retrying Cloudflare call");
-                    tokio::time::sleep(delay).await;
-                }
-                result => return result.map_err(|err| err.with_attempts(retry + 1)),
-            }
-        }
+        use backon::Retryable as _;
+        // Attempts made, for the error; one retry loop per call, so relaxed is enough.
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        (|| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.call_once(operation, credentials, account_id, body.clone())
+        })
+        .retry(self.retry.backoff())
+        .sleep(tokio::time::sleep)
+        .when(CloudflareError::is_retryable)
+        .notify(|err, delay| {
+            debug!(operation = operation.as_str(), ?delay, error = %err, "retrying Cloudflare call");
+        })
+        .await
+        .map_err(|err| err.with_attempts(attempts.load(std::sync::atomic::Ordering::Relaxed)))
     }
 
     async fn call_once(

@@ -1,8 +1,9 @@
-//! Bounded exponential backoff with full jitter for idempotent calls.
+//! Bounded exponential backoff with jitter for idempotent calls: the settings,
+//! turned into a `backon` backoff.
 
 use std::time::Duration;
 
-use rand::Rng;
+use backon::ExponentialBuilder;
 
 /// How often and how patiently an idempotent call (GET, PUT) is retried after a
 /// 5xx or transport error. Rotation (POST) is never retried blindly: the
@@ -35,11 +36,18 @@ impl RetryPolicy {
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
-    /// A random delay in [ceiling/2, ceiling] ("equal jitter"): spread out, never zero.
-    pub fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(retry);
-        let half = ceiling / 2;
-        half + ceiling.saturating_sub(half).mul_f64(rng.random::<f64>())
+    /// The delays between attempts: `max_retries` of them, each random in
+    /// [ceiling/2, ceiling] ("equal jitter": spread out, never zero).
+    ///
+    /// backon's jitter adds up to 100 % to a delay, so its delays start at
+    /// half our base and stop at half our cap.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::new()
+            .with_min_delay(self.base_delay / 2)
+            .with_max_delay(self.max_delay / 2)
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(usize::try_from(self.max_retries).unwrap_or(usize::MAX))
     }
 }
 
@@ -56,16 +64,28 @@ mod tests {
 
     #[test]
     fn delays_stay_between_half_and_the_ceiling() {
-        let policy = RetryPolicy::default();
-        let mut rng = rand::rng();
-        for retry in 1..=6 {
-            for _ in 0..200 {
-                let d = policy.delay(retry, &mut rng);
-                assert!(
-                    d >= policy.ceiling(retry) / 2 && d <= policy.ceiling(retry),
-                    "{d:?}"
-                );
+        use backon::BackoffBuilder as _;
+        let policy = RetryPolicy {
+            max_retries: 6,
+            ..RetryPolicy::default()
+        };
+        for _ in 0..200 {
+            let delays: Vec<Duration> = policy.backoff().build().collect();
+            assert_eq!(delays.len(), 6, "one delay per retry");
+            for (retry, d) in (1..).zip(delays) {
+                let ceiling = policy.ceiling(retry);
+                assert!(d >= ceiling / 2 && d <= ceiling, "retry {retry}: {d:?}");
             }
         }
+    }
+
+    #[test]
+    fn no_retries_means_no_delays() {
+        use backon::BackoffBuilder as _;
+        let policy = RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.backoff().build().count(), 0);
     }
 }
