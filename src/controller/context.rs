@@ -77,7 +77,8 @@ const POLICIES_REMEMBERED: usize = 4096;
 pub struct Remembered {
     /// The last refusal of its credentials by Cloudflare.
     pub refusal: Option<Refusal>,
-    /// Its credential's drift checks were found running late (event published).
+    /// Its Ready message reported its credential's drift checks running late
+    /// (and the event was published).
     pub late: bool,
 }
 

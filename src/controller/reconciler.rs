@@ -111,7 +111,7 @@ async fn reconcile_policy(
 
     let key = format!("{namespace}/{}", policy.name_any());
     ctx.memory
-        .remember(&key, &decision.credentials, decision.late);
+        .remember(&key, &decision.credentials, decision.late_reported);
     if decision.late {
         ctx.metrics.late_check();
     }

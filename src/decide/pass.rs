@@ -137,7 +137,7 @@ struct Settled {
     floor_note: Option<String>,
     /// "; drift checks run late: …" when the credential is overcommitted.
     late_note: Option<String>,
-    /// The previous pass found them late already (its event was published).
+    /// The previous pass reported them late already (its event was published).
     was_late: bool,
     secret_version: Option<String>,
     refusal: Option<Refusal>,
@@ -163,8 +163,11 @@ pub struct PassDecision {
     pub writes: VecDeque<AccountWrite>,
     /// What to remember about the credentials.
     pub credentials: CredentialMemory,
-    /// The drift checks of this credential run late.
+    /// The drift checks of this credential run late (counted by a metric).
     pub late: bool,
+    /// The Ready message says so (its event is published): the next pass
+    /// must not publish it again.
+    pub late_reported: bool,
     /// Rotate requests handled this pass, by outcome (for metrics).
     pub handled: Vec<RotateOutcome>,
     settled: Settled,
@@ -305,6 +308,7 @@ impl PassDecision {
                 ));
             }
             message.push_str(late);
+            self.late_reported = true;
         }
         self.ready(ReadyReason::Reconciled, &message);
         self.requeue = match self.hold {
@@ -358,6 +362,7 @@ pub fn pass(
         writes: VecDeque::new(),
         credentials: CredentialMemory::Keep,
         late: false,
+        late_reported: false,
         handled: Vec::new(),
         settled: Settled {
             wanted: i64::from(spec.key_rotation_interval_days),

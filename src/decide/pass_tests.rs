@@ -296,7 +296,10 @@ fn observe_mode_and_the_floor_and_a_late_budget_show_in_the_ready_message() {
     let (_, message) = ready(&d);
     assert!(message.starts_with("the account was read (Observe mode: no writes); checked every 60s, the operator's floor, not every 10s; drift checks run late: 900 policies"), "{message}");
     assert_eq!(reasons(&d), ["BudgetExhausted"]);
-    assert!(d.late);
+    assert!(d.late && d.late_reported);
+    // A late pass that fails reports nothing: the next good one still tells.
+    let failed = case.read(Err(auth_error()));
+    assert!(failed.late && !failed.late_reported);
     case.was_late = true;
     assert!(
         case.read(Ok(account(42, "2026-11-20T00:00:00Z")))
