@@ -1,7 +1,8 @@
-//! Event reasons, as the public contract names them.
+//! Event reasons, as the public contract names them: each string is the
+//! variant's name (strum's `IntoStaticStr`), pinned by the test below.
 
 /// Reasons of the events keyrotor publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantArray)]
 pub enum EventReason {
     /// The interval was set because the spec changed.
     IntervalUpdated,
@@ -26,17 +27,7 @@ pub enum EventReason {
 impl EventReason {
     /// The reason string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::IntervalUpdated => "IntervalUpdated",
-            Self::DriftCorrected => "DriftCorrected",
-            Self::Rotated => "Rotated",
-            Self::RotationRefused => "RotationRefused",
-            Self::CredentialsError => "CredentialsError",
-            Self::ApiError => "ApiError",
-            Self::Conflict => "Conflict",
-            Self::Restored => "Restored",
-            Self::BudgetExhausted => "BudgetExhausted",
-        }
+        self.into()
     }
 
     /// Warning for problems, Normal for changes that went well.
@@ -51,5 +42,30 @@ impl EventReason {
             | Self::Conflict
             | Self::BudgetExhausted => "Warning",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray as _;
+
+    #[test]
+    fn strings_are_the_public_contract() {
+        let reasons: Vec<&str> = EventReason::VARIANTS.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "IntervalUpdated",
+                "DriftCorrected",
+                "Rotated",
+                "RotationRefused",
+                "CredentialsError",
+                "ApiError",
+                "Conflict",
+                "Restored",
+                "BudgetExhausted",
+            ]
+        );
     }
 }

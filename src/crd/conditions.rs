@@ -1,10 +1,12 @@
 //! Condition types and reasons of `AccessKeyPolicy`, as the public contract names them.
+//! Each string is the variant's name (strum's `IntoStaticStr`); the tests below
+//! pin them, since renaming a variant would change the contract.
 
 /// The condition types a policy carries: `Ready` and `Synced` always, and
 /// kstatus's abnormal-true `Reconciling` or `Stalled` only while they are True,
 /// so that kstatus (Flux `wait`, `kubectl wait`-style tools) reads the same
 /// verdict as `Ready`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum ConditionType {
     /// The last reconcile of the current generation succeeded.
     Ready,
@@ -19,17 +21,22 @@ pub enum ConditionType {
 impl ConditionType {
     /// The `type` string in the condition list.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "Ready",
-            Self::Synced => "Synced",
-            Self::Reconciling => "Reconciling",
-            Self::Stalled => "Stalled",
-        }
+        self.into()
     }
 }
 
 /// Reasons of the `Ready` condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::EnumCount,
+)]
 pub enum ReadyReason {
     /// True: the account matches the spec (Manage) or has been read (Observe).
     Reconciled,
@@ -52,18 +59,18 @@ pub enum ReadyReason {
 }
 
 impl ReadyReason {
-    /// Every reason.
-    pub const ALL: [Self; 9] = [
-        Self::Reconciled,
-        Self::SecretNotFound,
-        Self::InvalidCredentials,
-        Self::AccountNotFound,
-        Self::Conflict,
-        Self::RateLimited,
-        Self::ApiError,
-        Self::Suspended,
-        Self::Reconciling,
-    ];
+    /// Every reason, in declaration order (strum's `VARIANTS` as an array,
+    /// so callers can iterate by value).
+    pub const ALL: [Self; <ReadyReason as strum::EnumCount>::COUNT] = {
+        let variants = <ReadyReason as strum::VariantArray>::VARIANTS;
+        let mut all = [Self::Reconciled; <ReadyReason as strum::EnumCount>::COUNT];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = variants[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The kstatus condition that is True alongside this reason, if any:
     /// `Stalled` when a person must act, `Reconciling` while the operator
@@ -83,22 +90,12 @@ impl ReadyReason {
 
     /// The `reason` string, also used as event reason and metric label.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reconciled => "Reconciled",
-            Self::SecretNotFound => "SecretNotFound",
-            Self::InvalidCredentials => "InvalidCredentials",
-            Self::AccountNotFound => "AccountNotFound",
-            Self::Conflict => "Conflict",
-            Self::RateLimited => "RateLimited",
-            Self::ApiError => "ApiError",
-            Self::Suspended => "Suspended",
-            Self::Reconciling => "Reconciling",
-        }
+        self.into()
     }
 }
 
 /// Reasons of the `Synced` condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum SyncedReason {
     /// The account's interval equals the spec.
     InSync,
@@ -109,9 +106,40 @@ pub enum SyncedReason {
 impl SyncedReason {
     /// The `reason` string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InSync => "InSync",
-            Self::Drifted => "Drifted",
-        }
+        self.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_the_public_contract() {
+        let ready: Vec<&str> = ReadyReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            ready,
+            [
+                "Reconciled",
+                "SecretNotFound",
+                "InvalidCredentials",
+                "AccountNotFound",
+                "Conflict",
+                "RateLimited",
+                "ApiError",
+                "Suspended",
+                "Reconciling",
+            ]
+        );
+        let types = [
+            ConditionType::Ready,
+            ConditionType::Synced,
+            ConditionType::Reconciling,
+            ConditionType::Stalled,
+        ]
+        .map(ConditionType::as_str);
+        assert_eq!(types, ["Ready", "Synced", "Reconciling", "Stalled"]);
+        let synced = [SyncedReason::InSync, SyncedReason::Drifted].map(SyncedReason::as_str);
+        assert_eq!(synced, ["InSync", "Drifted"]);
     }
 }
