@@ -7,7 +7,10 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use kube::ResourceExt;
+use kube::{
+    ResourceExt,
+    runtime::{Predicate as _, predicates},
+};
 
 use crate::crd::{ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy};
 
@@ -28,11 +31,20 @@ pub fn slim(policy: &mut AccessKeyPolicy) {
     }
 }
 
-/// What changes of a policy deserve a reconcile: the spec (generation), the
-/// rotate annotations, finalizers and deletion. Status writes change none of them.
+/// What changes of a policy deserve a reconcile: the spec (generation),
+/// finalizers (kube's predicates), the rotate annotations and deletion (ours:
+/// kube's `annotations` predicate would also fire on any other `keyrotor.dev/`
+/// annotation a user sets). Status writes change none of them.
 pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::finalizers)
+        .combine(rotate_request_or_deletion)
+        .hash_property(policy)
+}
+
+/// The rotate annotations and whether the policy is being deleted.
+fn rotate_request_or_deletion(policy: &AccessKeyPolicy) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
-    policy.metadata.generation.hash(&mut hasher);
     policy
         .annotations()
         .get(ANNOTATION_ROTATE_REQUESTED_AT)
@@ -41,7 +53,6 @@ pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
         .annotations()
         .get(ANNOTATION_ROTATE_FORCE)
         .hash(&mut hasher);
-    policy.finalizers().hash(&mut hasher);
     policy
         .metadata
         .deletion_timestamp
