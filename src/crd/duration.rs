@@ -1,5 +1,15 @@
 //! Durations in Go/Kubernetes syntax (`90s`, `10m`, `1h30m`), as the spec's
 //! `driftCheckInterval` and `rotationCooldown` carry them.
+//!
+//! Not `kube::core::Duration` (kube 5), for four reasons (issue 14):
+//! - its schema is a bare `type: string`, so the API server would no longer
+//!   reject `10x` or `-5m` at admission; ours carries [`GO_DURATION_PATTERN`];
+//! - it is signed (`-5m` parses) and reads `""` as zero; ours refuses both;
+//! - it adds with `+=` and `Duration::mul_f64`, which panic on a huge value
+//!   (`9999999999999h`), where ours reports `Overflow`, and a stored object
+//!   with one saturates instead of making the whole list unreadable;
+//! - its errors (`invalid unit: ...`) do not quote the text, ours do; and it
+//!   prints a normalised form (`1m30s` for `90s`), ours keeps the text as written.
 
 use std::{fmt, str::FromStr, time::Duration};
 
