@@ -6,7 +6,7 @@
 //!   reject `10x` or `-5m` at admission; ours carries [`GO_DURATION_PATTERN`];
 //! - it is signed (`-5m` parses) and reads `""` as zero; ours refuses both;
 //! - it adds with `+=` and `Duration::mul_f64`, which panic on a huge value
-//!   (`9999999999999h`), where ours reports `Overflow`, and a stored object
+//!   (`99999999999999999h`), where ours reports `Overflow`, and a stored object
 //!   with one saturates instead of making the whole list unreadable;
 //! - its errors (`invalid unit: ...`) do not quote the text, ours do; and it
 //!   prints a normalised form (`1m30s` for `90s`), ours keeps the text as written.
