@@ -35,6 +35,14 @@ fi
 step "shellcheck"
 shellcheck hack/*.sh .ci/run
 
+step "actionlint (.github/workflows; runs shellcheck on their scripts too)"
+actionlint_version=1.7.12
+actionlint=$HOME/.cache/keyrotor/actionlint-$actionlint_version/actionlint
+if [[ ! -x "$actionlint" ]]; then
+  GOBIN=$(dirname "$actionlint") go install "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version"
+fi
+"$actionlint" .github/workflows/*.yml
+
 step "generated manifests are current (crds/, chart copy, deploy/)"
 hack/gen-manifests.sh --check
 
