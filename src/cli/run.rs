@@ -299,6 +299,13 @@ impl RunArgs {
                     tracing::warn!(grace = %self.shutdown_grace, "in-flight reconciles did not finish in time");
                 }
             }
+            // As controller-runtime: exit at once, so no pass that began while
+            // leading writes beside the new leader; Kubernetes restarts this
+            // replica as a standby. Dropping `controllers` cancels those passes.
+            () = leadership.lost() => {
+                metrics.set_leader(false);
+                anyhow::bail!("lost the leader lease: exiting so that only the new leader writes");
+            }
         }
         leadership.release(Duration::from_secs(2)).await;
         metrics.set_leader(false);
