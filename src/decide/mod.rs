@@ -26,4 +26,6 @@ pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials
 pub use witness::AccountClock;
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod properties;

@@ -6,25 +6,16 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::*;
-use crate::{cloudflare::TransportKind, decide::status::set_ready};
+use crate::{
+    cloudflare::TransportKind,
+    decide::{fixtures::spec, status::set_ready},
+};
 
 const FLOOR: Duration = Duration::from_secs(60);
 const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 fn ts(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
-}
-
-fn spec(extra: serde_json::Value) -> AccessKeyPolicySpec {
-    let mut base = serde_json::json!({
-        "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
-        "keyRotationIntervalDays": 30,
-        "credentialsRef": {"name": "cf"},
-    });
-    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
-        base.extend(extra.clone());
-    }
-    serde_json::from_value(base).expect("valid spec")
 }
 
 struct Case {

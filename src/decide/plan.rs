@@ -58,15 +58,12 @@ pub fn plan_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::fixtures;
 
     fn spec(days: i32, mode: ManagementPolicy) -> AccessKeyPolicySpec {
-        serde_json::from_value(serde_json::json!({
-            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
-            "keyRotationIntervalDays": days,
-            "credentialsRef": {"name": "cf"},
-            "managementPolicy": mode,
-        }))
-        .expect("valid spec")
+        fixtures::spec(
+            serde_json::json!({"keyRotationIntervalDays": days, "managementPolicy": mode}),
+        )
     }
 
     fn account(days: Option<i64>) -> AccountKeyConfig {

@@ -56,15 +56,12 @@ fn spec(
     cooldown_secs: u64,
     suspend: bool,
 ) -> AccessKeyPolicySpec {
-    serde_json::from_value(serde_json::json!({
-        "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
+    super::fixtures::spec(serde_json::json!({
         "keyRotationIntervalDays": days,
-        "credentialsRef": {"name": "cf"},
         "managementPolicy": mode,
         "rotationCooldown": format!("{cooldown_secs}s"),
         "suspend": suspend,
     }))
-    .expect("valid spec")
 }
 
 fn mode() -> impl Strategy<Value = ManagementPolicy> {

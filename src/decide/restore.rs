@@ -66,19 +66,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cloudflare::TransportKind;
-
-    fn spec(extra: serde_json::Value) -> AccessKeyPolicySpec {
-        let mut base = serde_json::json!({
-            "accountId": "023e105f4ecef8ad9ca31a8372d0c353",
-            "keyRotationIntervalDays": 30,
-            "credentialsRef": {"name": "cf"},
-        });
-        if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
-            base.extend(extra.clone());
-        }
-        serde_json::from_value(base).expect("valid spec")
-    }
+    use crate::{cloudflare::TransportKind, decide::fixtures::spec};
 
     #[test]
     fn only_an_active_manage_policy_with_a_captured_interval_restores() {
