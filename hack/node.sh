@@ -21,7 +21,7 @@
 # Environment: KEYROTOR_NODE_TOOLS_DIR (the binaries; default: what
 # `hack/install-tools.sh --node --print-dir` prints). Needs root.
 #
-# Containment: every server runs in network namespace krnode-ID (a veth pair
+# Containment: every server runs in a network namespace of its own (a veth pair
 # with both ends inside carries the node IP 10.254.254.1; no route leaves it)
 # and in a private mount namespace whose /run, /var/lib and /var/log are bind
 # mounts of directories under DIR (the kubelet and containerd use fixed paths
@@ -59,9 +59,9 @@ service_cidr=10.0.0.0/24
 # Saved before the node starts, restored by `down`: the kubelet sets these
 # (protectKernelDefaults: false).
 sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
-# Host paths that may be created by `ip netns` or mount(8); removed by `down`
-# when they did not exist before.
-host_paths=(/run/netns /run/mount /run/xtables.lock)
+# Host paths that mount(8) or iptables may create; removed by `down` when they
+# did not exist before.
+host_paths=(/run/mount /run/xtables.lock)
 
 holder_pid() { cat "$dir/holder.pid" 2>/dev/null || true; }
 # Runs a command in the node's network and mount namespaces.
@@ -227,14 +227,10 @@ do_up() {
   mkdir -p "$dir/logs"
   # What down restores or removes.
   local s p
-  # Another node of ours already changed them: take its saved originals (its
-  # holder's working directory is its state directory).
-  local other holder_dir
-  for other in $(ip netns list 2>/dev/null | awk '$1 ~ /^krnode-/ {print $1}'); do
-    for p in $(ip netns pids "$other" 2>/dev/null); do
-      holder_dir=$(readlink "/proc/$p/cwd" 2>/dev/null || true)
-      if [[ -f $holder_dir/sysctls.saved ]]; then cp "$holder_dir/sysctls.saved" "$dir/sysctls.saved"; break 2; fi
-    done
+  # Another node of ours already changed them: take its saved originals.
+  local other
+  for other in $(other_nodes); do
+    if [[ -f $other/sysctls.saved ]]; then cp "$other/sysctls.saved" "$dir/sysctls.saved"; break; fi
   done
   if [[ ! -f $dir/sysctls.saved ]]; then
     for s in "${sysctls[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$dir/sysctls.saved"
@@ -244,24 +240,26 @@ do_up() {
   echo "$cgroup" >"$dir/cgroup"
   log "network namespace $netns, cgroup root /$cgroup, state in $dir"
 
-  # --- network namespace: lo and a veth pair whose both ends are inside.
-  ip netns add "$netns"
-  ip -n "$netns" link set lo up
-  ip -n "$netns" link add name kn0 type veth peer name kn1
-  ip -n "$netns" addr add "$node_ip/24" dev kn0
-  ip -n "$netns" link set kn0 up
-  ip -n "$netns" link set kn1 up
-
-  # --- private mount namespace, held by a sleeping process.
+  # --- a new network namespace and a private mount namespace, held by a
+  # sleeping process whose working directory is DIR. They have no name on the
+  # host (no `ip netns add`, so no /run/netns mount): they vanish with their
+  # last process.
   mkdir -p "$dir/fs/run" "$dir/fs/var-lib" "$dir/fs/var-log"
   # shellcheck disable=SC2016 # $1 is expanded by the inner sh
-  nsenter --net="/run/netns/$netns" -- unshare --mount --propagation private -- \
+  unshare --net --mount --propagation private -- \
     setsid sh -c 'cd "$1" && mount --bind "$1/fs/run" /run && mount --bind "$1/fs/var-lib" /var/lib &&
       mount --bind "$1/fs/var-log" /var/log && touch "$1/holder.ready" && exec sleep infinity' \
     holder "$dir" >"$dir/logs/holder.log" 2>&1 </dev/null &
   echo $! >"$dir/holder.pid"
   echo "holder $!" >>"$dir/pids"
   wait_for "private mount namespace" 10 test -e "$dir/holder.ready"
+  readlink "/proc/$(holder_pid)/ns/net" >"$dir/netns-id"
+  # lo and a veth pair whose both ends are inside carry the node IP.
+  inside ip link set lo up
+  inside ip link add name kn0 type veth peer name kn1
+  inside ip addr add "$node_ip/24" dev kn0
+  inside ip link set kn0 up
+  inside ip link set kn1 up
 
   # --- cgroup root in every hierarchy (the kubelet wants it to exist).
   local h
@@ -446,12 +444,28 @@ cgroup_pids() {
 
 # PIDs of every process in the node's network namespace.
 netns_pids() {
-  [[ -e /run/netns/$netns ]] && ip netns pids "$netns" 2>/dev/null
+  local id p
+  id=$(cat "$dir/netns-id" 2>/dev/null) || return 0
+  [[ -n $id ]] || return 0
+  for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/ns/net" 2>/dev/null) == "$id" ]] && echo "${p#/proc/}"
+  done
+  true
+}
+
+# State directories of the other nodes running now (their holders' working
+# directories).
+other_nodes() {
+  local p d
+  for p in /proc/[0-9]*; do
+    d=$(readlink "$p/cwd" 2>/dev/null) || continue
+    [[ $d != "$dir" && -f $d/holder.pid && $(cat "$d/holder.pid" 2>/dev/null) == "${p#/proc/}" ]] && echo "$d"
+  done
   true
 }
 
 do_down() {
-  [[ -e $dir/pids || -e $dir/netns ]] || { log "nothing to stop in $dir"; rm -rf "$dir"; return 0; }
+  [[ -e $dir/pids ]] || { log "nothing to stop in $dir"; rm -rf "$dir"; return 0; }
   local name pid i pids=""
   # 0. An `up` still running (its caller died) must not start anything more.
   pid=$(cat "$dir/up.pid" 2>/dev/null || true)
@@ -476,9 +490,8 @@ do_down() {
     sleep 0.1
   done
   [[ -z $pids ]] || log "processes still alive: $pids"
-  # 3. The mount namespace died with its last process, taking every mount
-  #    (overlays, pod volumes, netns files) with it. Now the network namespace.
-  if [[ -e /run/netns/$netns ]]; then ip netns del "$netns" || log "ip netns del $netns failed"; fi
+  # 3. The network and mount namespaces died with their last process, taking
+  #    every mount (overlays, pod volumes, pod netns files) and link with them.
   # 4. Cgroups, deepest first.
   local h
   for h in /sys/fs/cgroup/*/; do
@@ -492,7 +505,7 @@ do_down() {
   done
   # 5. Sysctls and host paths.
   local k v p
-  if ip netns list 2>/dev/null | grep -q '^krnode-'; then
+  if [[ -n $(other_nodes) ]]; then
     log "another node runs: it restores the sysctls when it stops"
   elif [[ -f $dir/sysctls.saved ]]; then
     while IFS="=" read -r k v; do
@@ -502,10 +515,6 @@ do_down() {
   if [[ -f $dir/created-paths ]]; then
     while read -r p; do
       [[ -n $p ]] || continue
-      if [[ $p == /run/netns ]]; then
-        [[ -z $(ls -A /run/netns 2>/dev/null) ]] || continue
-        while mountpoint -q /run/netns; do umount /run/netns || break; done
-      fi
       rm -rf "$p"
     done <"$dir/created-paths"
   fi
@@ -516,11 +525,15 @@ do_down() {
 # What a node left on the host (for tests; exit 1 when anything is left).
 do_leftovers() {
   local left=0 h
-  if [[ -e /run/netns/$netns ]]; then echo "netns $netns"; left=1; fi
+  local p d
+  for p in /proc/[0-9]*; do
+    d=$(readlink "$p/cwd" 2>/dev/null) || continue
+    if [[ $d == "$dir" || $d == "$dir"/* ]]; then echo "process ${p#/proc/} in $d"; left=1; fi
+  done
   for h in /sys/fs/cgroup/*/; do
     if [[ -d $h$cgroup ]]; then echo "cgroup $h$cgroup"; left=1; fi
   done
-  if grep -E "$dir|kubelet|containerd|/run/netns" /proc/self/mountinfo; then left=1; fi
+  if grep -F "$dir" /proc/self/mountinfo; then left=1; fi
   if pgrep -a -f "$dir" | grep -v -e "$$" -e leftovers; then left=1; fi
   if [[ -e $dir ]]; then echo "directory $dir"; left=1; fi
   return $left

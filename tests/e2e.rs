@@ -156,7 +156,13 @@ impl World {
                     "--listen".into(),
                     format!("0.0.0.0:{SIM_PORT}").into(),
                     "--account".into(),
-                    format!("{ACCOUNT}=42").into(),
+                    std::iter::once(format!("{ACCOUNT}=42"))
+                        .chain((0..SCALE).map(scale_account))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into(),
+                    "--rate-limit".into(),
+                    "1000000".into(),
                     "--token".into(),
                     format!("e2e={TOKEN}").into(),
                 ],
@@ -207,6 +213,9 @@ impl World {
                 self.node.node_ip()
             ),
             "driftCheckFloor=5s".to_owned(),
+            // The scale scenario's 1,000 policies share one token.
+            "budget.requests=100000".to_owned(),
+            "budget.burst=100".to_owned(),
             "logging.format=text".to_owned(),
         ]
     }
@@ -653,6 +662,15 @@ fn requests_until(world: &World, prefix: &str, min: usize, stop: &AtomicBool) ->
     n
 }
 
+/// Sets the flag when dropped, so a requester thread ends when its scope panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// 3. Two replicas: one leader; the leader pod deleted while rotate requests
 ///    keep arriving. The other takes over, every request is handled exactly
 ///    once, the deleted pod exits on SIGTERM within its grace period and
@@ -729,6 +747,7 @@ fn failover(world: &mut World) {
     let before = world.rotations();
     let stop = AtomicBool::new(false);
     let (requests, deleted_in, takeover) = std::thread::scope(|scope| {
+        let _stop_on_panic = StopOnDrop(&stop);
         let requester = scope.spawn(|| requests_until(world, "03", 6, &stop));
         std::thread::sleep(Duration::from_secs(2));
         let deleting = Instant::now();
@@ -739,8 +758,12 @@ fn failover(world: &mut World) {
             "delete the leader pod",
         );
         let deleted_in = deleting.elapsed();
-        let takeover = eventually("the standby leads", WAIT, || {
-            (world.lease_holder().as_deref() == Some(standby.as_str())).then(|| deleting.elapsed())
+        // The standby, or the pod the ReplicaSet starts in the deleted one's place.
+        let takeover = eventually("another replica leads", WAIT, || {
+            world
+                .lease_holder()
+                .filter(|h| *h != leader)
+                .map(|h| (h, deleting.elapsed()))
         });
         std::thread::sleep(Duration::from_secs(3));
         stop.store(true, Ordering::SeqCst);
@@ -753,9 +776,15 @@ fn failover(world: &mut World) {
     let log = String::from_utf8_lossy(&log.stdout);
     let exit_codes = String::from_utf8_lossy(&watched.stdout);
     println!(
-        "[e2e] leader {leader} deleted in {:.1} s (grace {grace} s), {standby} leads after {:.1} s, {requests} requests; exit codes seen: {:?}",
+        "[e2e] leader {leader} deleted in {:.1} s (grace {grace} s), {} ({}) leads after {:.1} s, {requests} requests; exit codes seen: {:?}",
         deleted_in.as_secs_f64(),
-        takeover.as_secs_f64(),
+        takeover.0,
+        if takeover.0 == standby {
+            "the standby"
+        } else {
+            "its replacement"
+        },
+        takeover.1.as_secs_f64(),
         exit_codes.split_whitespace().collect::<Vec<_>>()
     );
     assert_eq!(
@@ -776,7 +805,7 @@ fn failover(world: &mut World) {
         "the leader released its lease; its log:\n{log}"
     );
     assert!(
-        takeover < Duration::from_secs(10),
+        takeover.1 < Duration::from_secs(10),
         "a released lease is taken at the next poll, not after the lease duration"
     );
     world.mark("3. leader deleted under requests, handed over", t);
@@ -792,6 +821,7 @@ fn upgrade(world: &mut World) {
     let before = world.rotations();
     let stop = AtomicBool::new(false);
     let requests = std::thread::scope(|scope| {
+        let _stop_on_panic = StopOnDrop(&stop);
         let requester = scope.spawn(|| requests_until(world, "04", 4, &stop));
         std::thread::sleep(Duration::from_secs(1));
         world.helm(
@@ -921,6 +951,113 @@ fn reinstall(world: &mut World) {
     world.mark("7. Restore on delete", t);
 }
 
+/// The extra accounts of the scale scenario.
+const SCALE: usize = 1000;
+
+fn scale_account(i: usize) -> String {
+    format!("{:032x}", 0xe2e0_0000_usize + i)
+}
+
+/// Bytes in a cgroup v1 memory file of the operator pod's cgroup.
+fn pod_memory(world: &World, pod: &Value, file: &str) -> u64 {
+    let uid = pod["metadata"]["uid"].as_str().expect("pod uid");
+    let root = Path::new("/sys/fs/cgroup/memory").join(world.node.var("CGROUP"));
+    let dir = ["kubepods/burstable", "kubepods/besteffort", "kubepods"]
+        .iter()
+        .map(|qos| root.join(qos).join(format!("pod{uid}")))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| panic!("no memory cgroup for pod {uid} under {}", root.display()));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// 6. The chart's memory limit holds under a real cgroup with 1,000
+///    policies: every policy goes Ready and the container is never killed.
+fn scale(world: &mut World) {
+    let t = Instant::now();
+    let pod = world.ready_operator_pods().remove(0);
+    let name = pod["metadata"]["name"].as_str().expect("name").to_owned();
+    let restarts = pod["status"]["containerStatuses"][0]["restartCount"].clone();
+    let limit = pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .expect("the chart sets a memory limit")
+        .to_owned();
+    run(
+        world.kubectl().args(["create", "namespace", "scale"]),
+        "create namespace",
+    );
+    let mut items = vec![serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cloudflare-api", "namespace": "scale"},
+        "stringData": {"apiToken": TOKEN},
+    })];
+    for i in 0..SCALE {
+        items.push(serde_json::json!({
+            "apiVersion": "keyrotor.dev/v1alpha1", "kind": "AccessKeyPolicy",
+            "metadata": {"name": format!("p{i:04}"), "namespace": "scale"},
+            "spec": {"accountId": scale_account(i), "keyRotationIntervalDays": 30,
+                     "credentialsRef": {"name": "cloudflare-api"}},
+        }));
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    run_with_stdin(
+        world.kubectl().args(["apply", "-f", "-"]),
+        &list.to_string(),
+        "1,000 policies",
+    );
+    world.mark("6. 1,000 policies created", t);
+    let t = Instant::now();
+    let mut peak = 0;
+    eventually("1,000 policies Ready", Duration::from_secs(300), || {
+        peak = peak.max(pod_memory(world, &pod, "memory.max_usage_in_bytes"));
+        let list = world.kubectl_json(&["-n", "scale", "get", "akp"]);
+        let ready = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (ready == SCALE).then_some(())
+    });
+    world.mark("6. 1,000 policies Ready", t);
+    std::thread::sleep(Duration::from_secs(5));
+    peak = peak.max(pod_memory(world, &pod, "memory.max_usage_in_bytes"));
+    let usage = pod_memory(world, &pod, "memory.usage_in_bytes");
+    let cgroup_limit = pod_memory(world, &pod, "memory.limit_in_bytes");
+    let failcnt = pod_memory(world, &pod, "memory.failcnt");
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", world.container_pid(&pod)))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
+    println!(
+        "[e2e] 1,000 policies: pod cgroup peak {:.1} MiB, now {:.1} MiB, limit {:.1} MiB (chart: {limit}), failcnt {failcnt}, operator RSS {rss}",
+        peak as f64 / 1048576.0,
+        usage as f64 / 1048576.0,
+        cgroup_limit as f64 / 1048576.0,
+    );
+    assert!(
+        peak > 0 && peak <= cgroup_limit,
+        "peak within the cgroup's limit"
+    );
+    let after = world.kubectl_json(&["-n", NAMESPACE, "get", "pod", &name]);
+    assert_eq!(
+        after["status"]["containerStatuses"][0]["restartCount"], restarts,
+        "the operator was not OOM-killed: {}",
+        after["status"]["containerStatuses"][0]
+    );
+    world.mark("6. memory checked", t);
+}
+
 #[test]
 fn the_operator_runs_on_a_real_node_as_users_run_it() {
     if skipped() {
@@ -935,6 +1072,7 @@ fn the_operator_runs_on_a_real_node_as_users_run_it() {
         failover(&mut world);
         upgrade(&mut world);
         reinstall(&mut world);
+        scale(&mut world);
     }));
     if result.is_err() {
         eprintln!("--- node logs\n{}", world.node.log_tails());
