@@ -1,5 +1,15 @@
 //! The per-credential request budget: a token bucket (as GCRA) shared by every
 //! caller using one credential, plus the block after a 429.
+//!
+//! Not `governor` (0.10), whose GCRA would replace only the few lines of
+//! arithmetic in `allowed_at` and `reserve` (issue 14):
+//! - it cannot reserve a future slot: `until_ready` loops on `check` and
+//!   sleeps, so waiters race each other instead of being served in arrival
+//!   order, and each wake-up costs another check; `acquire` reserves first;
+//! - `defer` must read when a request made now could go without taking a
+//!   cell, and governor's only question, `check`, takes one when it succeeds;
+//! - its waits run on `futures-timer` and its own clocks, not tokio's timer,
+//!   so tokio's paused clock (the tests below use it) would not drive them.
 
 use std::{
     collections::HashMap,
@@ -300,7 +310,9 @@ mod tests {
         let registry = BudgetRegistry::new(1, Duration::from_secs(1), 1);
         let token = Credentials::api_token("busy");
         assert_eq!(registry.defer(token.id(), Duration::ZERO), None);
-        registry.for_credentials(&token).block_for(Duration::from_secs(60));
+        registry
+            .for_credentials(&token)
+            .block_for(Duration::from_secs(60));
         assert_eq!(
             registry.defer(token.id(), Duration::ZERO),
             Some(Duration::from_secs(60))
