@@ -23,21 +23,10 @@ use keyrotor_testenv::{ControlPlane, StartOptions};
 use kube::Api;
 use rand::Rng;
 use serde_json::json;
-use support::{ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, Operator, Scenario, condition, is_ready};
-
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
-
-fn handled(p: &AccessKeyPolicy) -> Option<&str> {
-    p.status
-        .as_ref()
-        .and_then(|st| st.last_handled_rotate_request.as_deref())
-}
-
-fn ready_message(p: &AccessKeyPolicy) -> String {
-    condition(p, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
+use support::{
+    ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, Operator, ROTATE, Scenario, is_ready,
+    last_handled_request, ready_message,
+};
 
 fn posts_for(s: &Simulator, account: &str) -> usize {
     s.requests()
@@ -75,7 +64,7 @@ async fn request_and_wait(api: &Api<AccessKeyPolicy>, name: &str, value: &str, w
     }
     loop {
         if let Ok(p) = api.get(name).await
-            && handled(&p) == Some(value)
+            && last_handled_request(&p) == Some(value)
         {
             return;
         }
@@ -225,7 +214,14 @@ async fn a_restarted_kube_apiserver_loses_no_rotation_and_is_reconnected_to() {
     // r2 is confirmed after the restart, and stays done while the operator's
     // watches recover (its passes meanwhile decide from the cache it had).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while api.get("p").await.ok().as_ref().and_then(handled) != Some("r2") {
+    while api
+        .get("p")
+        .await
+        .ok()
+        .as_ref()
+        .and_then(last_handled_request)
+        != Some("r2")
+    {
         assert!(Instant::now() < deadline, "r2 lost\n{}", s.operator_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -298,7 +294,14 @@ async fn a_stale_cache_after_an_apiserver_restart_never_rotates_twice() {
     s.client = plane.admin_client().await.expect("client");
     let api = s.policies();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while api.get("p").await.ok().as_ref().and_then(handled) != Some("r2") {
+    while api
+        .get("p")
+        .await
+        .ok()
+        .as_ref()
+        .and_then(last_handled_request)
+        != Some("r2")
+    {
         assert!(Instant::now() < deadline, "r2 lost\n{}", s.operator_log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -345,12 +348,12 @@ async fn an_unreachable_cloudflare_is_api_error_then_recovers_without_losing_the
     // A request made during the outage waits for Cloudflare.
     s.annotate("p", json!({ROTATE: "during-outage"})).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(handled(&s.policy("p").await), None);
+    assert_eq!(last_handled_request(&s.policy("p").await), None);
 
     // Back on the same address.
     s.sim = simulator.serve(addr).await.expect("simulator back");
     s.wait_for("p", "request handled after recovery", |p| {
-        is_ready(p) && handled(p) == Some("during-outage")
+        is_ready(p) && last_handled_request(p) == Some("during-outage")
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -19,7 +19,7 @@ use keyrotor::{
         AccountKeyConfig, BudgetRegistry, ClientSettings, CloudflareClient, CloudflareError,
         Credentials, RetryPolicy, TransportKind,
     },
-    crd::{AccessKeyPolicy, RotateOutcome},
+    crd::RotateOutcome,
 };
 use keyrotor_cloudflare_sim::AccountSeed;
 use kube::{
@@ -28,14 +28,14 @@ use kube::{
     core::DynamicObject,
 };
 use serde_json::{Value, json};
-use support::{ACCOUNT, Scenario, TOKEN, condition, is_ready};
+use support::{
+    ACCOUNT, FORCE, ROTATE, Scenario, TOKEN, api_message, dynamic_api, is_ready,
+    last_handled_request, policy_object, ready_message, valid_spec,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
-const FORCE: &str = "keyrotor.dev/rotate-force";
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -47,18 +47,6 @@ fn account_for(s: &Scenario, n: u32) -> String {
     id
 }
 
-fn ready_message(p: &AccessKeyPolicy) -> String {
-    condition(p, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
-fn handled(p: &AccessKeyPolicy) -> Option<String> {
-    p.status
-        .as_ref()
-        .and_then(|st| st.last_handled_rotate_request.clone())
-}
-
 fn calls_for(s: &Scenario, account: &str) -> Vec<String> {
     s.sim()
         .requests()
@@ -66,18 +54,6 @@ fn calls_for(s: &Scenario, account: &str) -> Vec<String> {
         .filter(|r| r.account_id.as_deref() == Some(account))
         .map(|r| r.method)
         .collect()
-}
-
-fn dynamic_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
-    let resource = kube::core::ApiResource::erase::<AccessKeyPolicy>(&());
-    Api::namespaced_with(client, namespace, &resource)
-}
-
-fn api_message(err: kube::Error) -> String {
-    match err {
-        kube::Error::Api(status) => status.message,
-        other => other.to_string(),
-    }
 }
 
 /// Creates a Secret from raw bytes (`data`, so values need not be text).
@@ -100,371 +76,6 @@ async fn apply_binary_secret(s: &Scenario, name: &str, data: &[(&str, &[u8])]) {
     api.create(&PostParams::default(), &secret)
         .await
         .expect("create secret");
-}
-
-// ---- 1. Policies the API server refuses or prunes --------------------------------
-
-enum Outcome {
-    /// Refused; the message contains every one of these.
-    Rejected(&'static [&'static str]),
-    /// Accepted; the stored object passes this check (described).
-    Stored(&'static str, fn(&Value) -> bool),
-}
-
-fn valid_spec() -> Value {
-    json!({
-        "accountId": ACCOUNT,
-        "keyRotationIntervalDays": 30,
-        "credentialsRef": {"name": "cloudflare-api"},
-    })
-}
-
-fn object(name: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "keyrotor.dev/v1alpha1",
-        "kind": "AccessKeyPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    })
-}
-
-fn spec_with(field: &str, value: Value) -> Value {
-    let mut spec = valid_spec();
-    spec[field] = value;
-    spec
-}
-
-#[tokio::test]
-async fn hostile_policies_are_refused_or_pruned_by_the_api_server() {
-    let plane = keyrotor_testenv::shared().await;
-    let namespace = plane.create_namespace("hostile-adm").await.expect("ns");
-    let client = plane.admin_client().await.expect("client");
-    let api = dynamic_api(client.clone(), &namespace);
-    let long_name = "n".repeat(254);
-    let cases: Vec<(String, Value, Outcome)> = vec![
-        // Unknown fields are pruned (the CRD is structural, no preserve-unknown-fields).
-        (
-            "unknown-spec-field".into(),
-            object(
-                "unknown-spec-field",
-                spec_with("keyRotationIntervalDay", json!(7)),
-            ),
-            Outcome::Stored("spec.keyRotationIntervalDay pruned", |o| {
-                o["spec"].get("keyRotationIntervalDay").is_none()
-                    && o["spec"]["keyRotationIntervalDays"] == 30
-            }),
-        ),
-        (
-            "unknown-top-field".into(),
-            {
-                let mut o = object("unknown-top-field", valid_spec());
-                o["extra"] = json!({"x": 1});
-                o
-            },
-            Outcome::Stored("top-level extra pruned", |o| o.get("extra").is_none()),
-        ),
-        (
-            "credentials-ref-namespace".into(),
-            object(
-                "credentials-ref-namespace",
-                spec_with(
-                    "credentialsRef",
-                    json!({"name": "cloudflare-api", "namespace": "kube-system", "key": "x"}),
-                ),
-            ),
-            Outcome::Stored(
-                "credentialsRef.namespace/key pruned: a Secret is only ever read from the policy's own namespace",
-                |o| o["spec"]["credentialsRef"] == json!({"name": "cloudflare-api"}),
-            ),
-        ),
-        (
-            "status-on-create".into(),
-            {
-                let mut o = object("status-on-create", valid_spec());
-                o["status"] =
-                    json!({"lastHandledRotateRequest": "r1", "pendingRotation": {"request": "r9"}});
-                o
-            },
-            Outcome::Stored("status dropped on create (status subresource)", |o| {
-                o.get("status").is_none()
-            }),
-        ),
-        (
-            "null-mode".into(),
-            object("null-mode", spec_with("managementPolicy", Value::Null)),
-            Outcome::Stored("null with a default is defaulted", |o| {
-                o["spec"]["managementPolicy"] == "Manage"
-            }),
-        ),
-        (
-            "interval-float-whole".into(),
-            object(
-                "interval-float-whole",
-                spec_with("keyRotationIntervalDays", json!(30.0)),
-            ),
-            Outcome::Stored("30.0 is the integer 30", |o| {
-                o["spec"]["keyRotationIntervalDays"] == 30
-            }),
-        ),
-        (
-            "cooldown-zero".into(),
-            object("cooldown-zero", spec_with("rotationCooldown", json!("0s"))),
-            Outcome::Stored("0s cooldown is allowed", |o| {
-                o["spec"]["rotationCooldown"] == "0s"
-            }),
-        ),
-        // Refused.
-        (
-            "huge-account".into(),
-            object(
-                "huge-account",
-                spec_with("accountId", json!("a".repeat(1 << 20))),
-            ),
-            Outcome::Rejected(&["spec.accountId", "Too long"]),
-        ),
-        (
-            "huge-secret-name".into(),
-            object(
-                "huge-secret-name",
-                spec_with("credentialsRef", json!({"name": "s".repeat(254)})),
-            ),
-            Outcome::Rejected(&["spec.credentialsRef.name", "Too long"]),
-        ),
-        (
-            "huge-duration".into(),
-            object(
-                "huge-duration",
-                spec_with("driftCheckInterval", json!("1".repeat(64) + "s")),
-            ),
-            Outcome::Rejected(&["spec.driftCheckInterval", "Too long"]),
-        ),
-        (
-            "credentials-ref-string".into(),
-            object(
-                "credentials-ref-string",
-                spec_with("credentialsRef", json!("cloudflare-api")),
-            ),
-            Outcome::Rejected(&["spec.credentialsRef", "must be of type object"]),
-        ),
-        (
-            "credentials-ref-array".into(),
-            object(
-                "credentials-ref-array",
-                spec_with("credentialsRef", json!([{"name": "a"}])),
-            ),
-            Outcome::Rejected(&["spec.credentialsRef", "must be of type object"]),
-        ),
-        (
-            "credentials-ref-no-name".into(),
-            object(
-                "credentials-ref-no-name",
-                spec_with("credentialsRef", json!({"key": "apiToken"})),
-            ),
-            Outcome::Rejected(&["spec.credentialsRef.name", "Required"]),
-        ),
-        (
-            "credentials-ref-name-number".into(),
-            object(
-                "credentials-ref-name-number",
-                spec_with("credentialsRef", json!({"name": 5})),
-            ),
-            Outcome::Rejected(&["spec.credentialsRef.name", "must be of type string"]),
-        ),
-        (
-            "spec-array".into(),
-            object("spec-array", json!([valid_spec()])),
-            Outcome::Rejected(&["spec", "must be of type object"]),
-        ),
-        (
-            "spec-missing".into(),
-            json!({"apiVersion": "keyrotor.dev/v1alpha1", "kind": "AccessKeyPolicy", "metadata": {"name": "spec-missing"}}),
-            Outcome::Rejected(&["spec", "Required"]),
-        ),
-        (
-            "null-interval".into(),
-            object(
-                "null-interval",
-                spec_with("keyRotationIntervalDays", Value::Null),
-            ),
-            Outcome::Rejected(&["spec.keyRotationIntervalDays", "Required"]),
-        ),
-        (
-            "interval-int32-overflow".into(),
-            object(
-                "interval-int32-overflow",
-                spec_with("keyRotationIntervalDays", json!(4_294_967_326_i64)),
-            ),
-            Outcome::Rejected(&["spec.keyRotationIntervalDays", "365"]),
-        ),
-        (
-            "cooldown-negative".into(),
-            object(
-                "cooldown-negative",
-                spec_with("rotationCooldown", json!("-1h")),
-            ),
-            Outcome::Rejected(&["spec.rotationCooldown", "should match"]),
-        ),
-        (
-            "cooldown-empty".into(),
-            object("cooldown-empty", spec_with("rotationCooldown", json!(""))),
-            Outcome::Rejected(&["spec.rotationCooldown", "should match"]),
-        ),
-        (
-            "cooldown-number".into(),
-            object(
-                "cooldown-number",
-                spec_with("rotationCooldown", json!(3600)),
-            ),
-            Outcome::Rejected(&["spec.rotationCooldown", "must be of type string"]),
-        ),
-        (
-            "suspend-number".into(),
-            object("suspend-number", spec_with("suspend", json!(1))),
-            Outcome::Rejected(&["spec.suspend", "must be of type boolean"]),
-        ),
-        (
-            "mode-lowercase".into(),
-            object(
-                "mode-lowercase",
-                spec_with("managementPolicy", json!("manage")),
-            ),
-            Outcome::Rejected(&["spec.managementPolicy", "Unsupported value"]),
-        ),
-        (
-            "deletion-lowercase".into(),
-            object(
-                "deletion-lowercase",
-                spec_with("deletionPolicy", json!("restore")),
-            ),
-            Outcome::Rejected(&["spec.deletionPolicy", "Unsupported value"]),
-        ),
-        (
-            "account-whitespace".into(),
-            object(
-                "account-whitespace",
-                spec_with("accountId", json!(format!(" {}", &ACCOUNT[1..]))),
-            ),
-            Outcome::Rejected(&["spec.accountId", "should match"]),
-        ),
-        (
-            "account-cyrillic".into(),
-            // 32 characters, one of them a Cyrillic "е" that looks like "e".
-            object(
-                "account-cyrillic",
-                spec_with("accountId", json!("023\u{435}105f4ecef8ad9ca31a8372d0c353")),
-            ),
-            Outcome::Rejected(&["spec.accountId"]),
-        ),
-        (
-            long_name.clone(),
-            object(&long_name, valid_spec()),
-            Outcome::Rejected(&["metadata.name", "must be no more than 253 characters"]),
-        ),
-        (
-            "Upper-Case".into(),
-            object("Upper-Case", valid_spec()),
-            Outcome::Rejected(&["metadata.name", "lowercase RFC 1123 subdomain"]),
-        ),
-        (
-            "under_score".into(),
-            object("under_score", valid_spec()),
-            Outcome::Rejected(&["metadata.name", "lowercase RFC 1123 subdomain"]),
-        ),
-        (
-            "other-namespace".into(),
-            {
-                let mut o = object("other-namespace", valid_spec());
-                o["metadata"]["namespace"] = json!("kube-system");
-                o
-            },
-            Outcome::Rejected(&["does not match the namespace"]),
-        ),
-        (
-            "bad-annotation-key".into(),
-            {
-                let mut o = object("bad-annotation-key", valid_spec());
-                o["metadata"]["annotations"] = json!({"keyrotor.dev/rotate requested": "x"});
-                o
-            },
-            Outcome::Rejected(&["metadata.annotations", "Invalid value"]),
-        ),
-        (
-            "annotations-over-256k".into(),
-            {
-                let mut o = object("annotations-over-256k", valid_spec());
-                o["metadata"]["annotations"] = json!({ROTATE: "x".repeat(300 * 1024)});
-                o
-            },
-            Outcome::Rejected(&["metadata.annotations", "Too long", "262144"]),
-        ),
-    ];
-    let mut report = Vec::new();
-    for (name, body, outcome) in &cases {
-        let object: DynamicObject = serde_json::from_value(body.clone()).expect("object");
-        let result = api.create(&PostParams::default(), &object).await;
-        match (outcome, result) {
-            (Outcome::Rejected(parts), Err(err)) => {
-                let message = api_message(err);
-                for part in *parts {
-                    assert!(
-                        message.contains(part),
-                        "{name}: message lacks {part:?}: {message}"
-                    );
-                }
-                report.push(format!("{name}: rejected: {message}"));
-            }
-            (Outcome::Stored(what, check), Ok(_)) => {
-                let stored = api.get(name).await.expect("stored");
-                let stored = serde_json::to_value(&stored).expect("json");
-                assert!(check(&stored), "{name}: {what}: {stored}");
-                report.push(format!("{name}: stored: {what}"));
-            }
-            (Outcome::Rejected(_), Ok(_)) => panic!("{name} must be rejected"),
-            (Outcome::Stored(..), Err(err)) => {
-                panic!("{name} must be accepted: {}", api_message(err))
-            }
-        }
-    }
-    eprintln!("{}", report.join("\n"));
-    assert_eq!(cases.len(), 32);
-
-    // Server-side apply with strict field validation (kubectl's default) refuses them outright.
-    let strict = api
-        .patch(
-            "strict",
-            &PatchParams::apply("hostile").validation_strict(),
-            &Patch::Apply(object(
-                "strict",
-                spec_with("keyRotationIntervalDay", json!(7)),
-            )),
-        )
-        .await
-        .map(|_| ())
-        .map_err(api_message);
-    let message = strict.expect_err("strict validation refuses unknown fields");
-    assert!(
-        message.contains(".spec.keyRotationIntervalDay: field not declared in schema"),
-        "{message}"
-    );
-    // The status cannot be forged through the main resource either.
-    let typed: Api<AccessKeyPolicy> = Api::namespaced(client, &namespace);
-    typed
-        .patch(
-            "cooldown-zero",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"lastHandledRotateRequest": "forged"}})),
-        )
-        .await
-        .expect("patch accepted");
-    assert!(
-        typed
-            .get("cooldown-zero")
-            .await
-            .expect("get")
-            .status
-            .is_none(),
-        "status written through the main resource"
-    );
 }
 
 // ---- 2. Policies the server accepts and the operator must survive --------------
@@ -518,7 +129,7 @@ async fn one_policy_with_an_unparseable_duration_does_not_stop_the_others() {
     let mut s = Scenario::new("hostile-poison").await;
     s.apply_token_secret().await;
     let api = dynamic_api(s.client.clone(), &s.namespace);
-    let mut poison = object("poison", valid_spec());
+    let mut poison = policy_object("poison", valid_spec());
     poison["spec"]["rotationCooldown"] = json!("2562048h");
     let poison: DynamicObject = serde_json::from_value(poison).expect("object");
     api.create(&PostParams::default(), &poison)
@@ -1191,7 +802,7 @@ async fn the_operator_survives_odd_answers_with_exact_reasons() {
         0,
         "rotated without a readable last rotation"
     );
-    assert_eq!(handled(&s.policy("p2").await), None);
+    assert_eq!(last_handled_request(&s.policy("p2").await), None);
     let written = server.written.load(Ordering::Relaxed);
     assert!(written < 64 << 20, "{written} bytes sent to the operator");
     let operator = s.operator.as_mut().expect("operator");
@@ -1286,7 +897,7 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
         let p = match value {
             Some(value) => {
                 s.wait_for(name, "request handled", |p| {
-                    handled(p).as_deref() == Some(*value)
+                    last_handled_request(p) == Some(*value)
                 })
                 .await
             }
@@ -1295,7 +906,7 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
                 s.policy(name).await
             }
         };
-        assert_eq!(handled(&p).as_deref(), *value, "{name}");
+        assert_eq!(last_handled_request(&p), *value, "{name}");
         assert_eq!(
             p.status.as_ref().and_then(|st| st.last_rotate_outcome),
             *outcome,

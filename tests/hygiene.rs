@@ -26,9 +26,11 @@ use kube::{
 };
 use rand::RngCore;
 use serde_json::{Value, json};
-use support::{ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, Scenario, TOKEN, condition, is_ready};
+use support::{
+    ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, ROTATE, Scenario, TOKEN, condition, has_handled,
+    is_ready,
+};
 
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
 /// A token the simulator does not know; as secret as the real one.
 const WRONG_TOKEN: &str = "tok-WRONG-HYGIENE-SECRET-55e1";
 
@@ -37,12 +39,6 @@ fn extra_account(s: &Scenario, n: u32) -> String {
     s.sim()
         .upsert_account(AccountSeed::new(&id).with_interval(42));
     id
-}
-
-fn handled(p: &AccessKeyPolicy) -> Option<&str> {
-    p.status
-        .as_ref()
-        .and_then(|st| st.last_handled_rotate_request.as_deref())
 }
 
 fn base64(text: &str) -> String {
@@ -145,7 +141,7 @@ async fn no_secret_reaches_a_log_event_condition_metric_or_error() {
         ("cooldown", RotateOutcome::RefusedCooldown),
     ] {
         let p = s
-            .wait_for(name, "request handled", |p| handled(p) == Some("hygiene-1"))
+            .wait_for(name, "request handled", |p| has_handled(p, "hygiene-1"))
             .await;
         assert_eq!(
             p.status.and_then(|st| st.last_rotate_outcome),

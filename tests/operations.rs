@@ -9,9 +9,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use keyrotor::crd::RotateOutcome;
 use kube::Api;
 use serde_json::json;
-use support::{ACCOUNT, Operator, Scenario, is_ready};
-
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+use support::{ACCOUNT, Operator, ROTATE, Scenario, has_handled, is_ready};
 
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -40,20 +38,14 @@ fn sample(scrape: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn handled(p: &keyrotor::crd::AccessKeyPolicy, value: &str) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|st| st.last_handled_rotate_request.as_deref())
-        == Some(value)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_a_scenario_count_what_happened_and_forget_deleted_policies() {
     let mut s = Scenario::new("metrics").await;
     s.start_with_ready_policy(json!({"rotationCooldown": "0s"}))
         .await;
     s.annotate("p", json!({ROTATE: "r1"})).await;
-    s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    s.wait_for("p", "r1 handled", |p| has_handled(p, "r1"))
+        .await;
     let url = s.operator.as_ref().expect("operator").probe_url().await;
     let (status, scrape) = get(&format!("{url}/metrics")).await;
     assert_eq!(status, 200);
@@ -301,7 +293,8 @@ async fn a_standby_takes_over_after_a_crash_and_at_once_after_sigterm_without_du
         .await;
     s.wait_for("p", "Ready", is_ready).await;
     s.annotate("p", json!({ROTATE: "r1"})).await;
-    s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    s.wait_for("p", "r1 handled", |p| has_handled(p, "r1"))
+        .await;
     assert!(
         b.log().lines().all(|l| !l.contains("Cloudflare call")),
         "the standby called Cloudflare"
@@ -316,7 +309,9 @@ async fn a_standby_takes_over_after_a_crash_and_at_once_after_sigterm_without_du
         "takeover after a crash took {took:?}"
     );
     let p = s
-        .wait_for("p", "r2 handled by the new leader", |p| handled(p, "r2"))
+        .wait_for("p", "r2 handled by the new leader", |p| {
+            has_handled(p, "r2")
+        })
         .await;
     assert_eq!(
         p.status.and_then(|st| st.last_rotate_outcome),
@@ -339,7 +334,8 @@ async fn a_standby_takes_over_after_a_crash_and_at_once_after_sigterm_without_du
         "takeover after SIGTERM took {took:?}"
     );
     s.annotate("p", json!({ROTATE: "r3"})).await;
-    s.wait_for("p", "r3 handled", |p| handled(p, "r3")).await;
+    s.wait_for("p", "r3 handled", |p| has_handled(p, "r3"))
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     assert_eq!(

@@ -15,12 +15,10 @@ use jiff::{SignedDuration, Timestamp};
 use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
 use keyrotor_cloudflare_sim::AccountSeed;
 use serde_json::json;
-use support::{ACCOUNT, OTHER_ACCOUNT, Scenario, is_ready};
+use support::{ACCOUNT, FORCE, OTHER_ACCOUNT, ROTATE, Scenario, is_ready, last_handled_request};
 use tokio::process::Command;
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-keyrotor");
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
-const FORCE: &str = "keyrotor.dev/rotate-force";
 const THIRD_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 
 /// What a finished plugin run left behind.
@@ -105,10 +103,6 @@ fn outcome(policy: &AccessKeyPolicy) -> Option<RotateOutcome> {
     policy.status.as_ref()?.last_rotate_outcome
 }
 
-fn handled_request(policy: &AccessKeyPolicy) -> Option<String> {
-    policy.status.as_ref()?.last_handled_rotate_request.clone()
-}
-
 fn posted_accounts(s: &Scenario) -> Vec<String> {
     s.calls("POST")
         .into_iter()
@@ -151,7 +145,7 @@ async fn rotate_wait_rotates_a_ready_policy_once_then_refuses_inside_the_cooldow
     let parsed: Timestamp = first.parse().expect("the request is an RFC 3339 timestamp");
     assert!(first.ends_with('Z') && first.split('.').nth(1).map(str::len) == Some(10));
     assert!(parsed > ten_days_ago);
-    assert_eq!(handled_request(&p), Some(first.clone()));
+    assert_eq!(last_handled_request(&p), Some(first.as_str()));
     assert_eq!(outcome(&p), Some(RotateOutcome::Rotated));
     assert_eq!(annotation(&p, FORCE), None);
 
@@ -164,7 +158,7 @@ async fn rotate_wait_rotates_a_ready_policy_once_then_refuses_inside_the_cooldow
     let p = s.policy("p").await;
     let second = annotation(&p, ROTATE).expect("request annotation");
     assert_ne!(first, second, "each call sends a fresh value");
-    assert_eq!(handled_request(&p), Some(second));
+    assert_eq!(last_handled_request(&p), Some(second.as_str()));
     assert_eq!(outcome(&p), Some(RotateOutcome::RefusedCooldown));
 }
 
@@ -256,7 +250,7 @@ async fn wait_times_out_when_no_operator_handles_the_request() {
     // The request stays on the object for the operator to pick up later.
     let p = s.policy("p").await;
     assert!(annotation(&p, ROTATE).is_some());
-    assert_eq!(handled_request(&p), None);
+    assert_eq!(last_handled_request(&p), None);
     assert!(s.calls("POST").is_empty());
 }
 

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
 use kube::Api;
 use serde_json::json;
-use support::{ACCOUNT, OTHER_ACCOUNT, Scenario, condition, is_ready, kubectl_with_input};
-
-const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+use support::{
+    ACCOUNT, OTHER_ACCOUNT, ROTATE, Scenario, condition, has_handled, is_ready, kubectl_with_input,
+};
 
 /// Renders the chart and applies only its RBAC and ServiceAccount objects.
 fn apply_chart_rbac(s: &Scenario, release_ns: &str, extra: &[&str]) -> String {
@@ -79,13 +79,6 @@ async fn service_account_kubeconfig(s: &Scenario, release_ns: &str) -> (String, 
     (path.to_string_lossy().into_owned(), client)
 }
 
-fn handled(p: &AccessKeyPolicy, value: &str) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|st| st.last_handled_rotate_request.as_deref())
-        == Some(value)
-}
-
 fn assert_no_denial(s: &Scenario) {
     let log = s.operator_log();
     assert!(
@@ -129,7 +122,9 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
     s.wait_for("p", "Ready", is_ready).await;
     // rotate
     s.annotate("p", json!({ROTATE: "r1"})).await;
-    let p = s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
+    let p = s
+        .wait_for("p", "r1 handled", |p| has_handled(p, "r1"))
+        .await;
     assert_eq!(
         p.status.and_then(|st| st.last_rotate_outcome),
         Some(RotateOutcome::Rotated)

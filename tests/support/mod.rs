@@ -21,6 +21,8 @@ use keyrotor_testenv::ControlPlane;
 use kube::{
     Api,
     api::{DeleteParams, Patch, PatchParams, PostParams},
+    core::{ApiResource, DynamicObject},
+    runtime::wait::await_condition,
 };
 use serde_json::{Value, json};
 
@@ -36,6 +38,10 @@ pub const API_KEY: &str = "globalkey-SCENARIO-SECRET-91c2";
 pub const EMAIL: &str = "keyholder-secret@example.com";
 /// How long a test waits for the operator.
 pub const WAIT: Duration = Duration::from_secs(30);
+/// The annotation that asks for a rotation (written as a user would).
+pub const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
+/// The annotation that skips the cooldown for the request.
+pub const FORCE: &str = "keyrotor.dev/rotate-force";
 
 /// One test's world: a namespace, a simulator and (once started) an operator.
 pub struct Scenario {
@@ -221,31 +227,26 @@ impl Scenario {
         self.policies().get(name).await.expect("get policy")
     }
 
-    /// Waits until `check` holds for the policy; on timeout fails with the
-    /// object and the operator's log.
+    /// Waits (by watching) until `check` holds for the policy; on timeout
+    /// fails with the object and the operator's log.
     pub async fn wait_for(
         &self,
         name: &str,
         what: &str,
         check: impl Fn(&AccessKeyPolicy) -> bool,
     ) -> AccessKeyPolicy {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(policy) = self.policies().get_opt(name).await.expect("get policy")
-                && check(&policy)
-            {
-                return policy;
-            }
-            if Instant::now() > deadline {
+        let holds = |p: Option<&AccessKeyPolicy>| p.is_some_and(&check);
+        match tokio::time::timeout(WAIT, await_condition(self.policies(), name, holds)).await {
+            Ok(Ok(Some(policy))) => policy,
+            outcome => {
                 let current = self.policies().get_opt(name).await.ok().flatten();
                 panic!(
-                    "timed out waiting for {what} on {}/{name}\nobject: {}\noperator log:\n{}",
+                    "waiting for {what} on {}/{name}: {outcome:?}\nobject: {}\noperator log:\n{}",
                     self.namespace,
                     serde_json::to_string_pretty(&current).unwrap_or_default(),
                     self.operator_log()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -257,17 +258,16 @@ impl Scenario {
         .await
     }
 
-    /// Waits until the policy is gone.
+    /// Waits (by watching) until the policy is gone.
     pub async fn wait_gone(&self, name: &str) {
-        let deadline = Instant::now() + WAIT;
-        while self.policies().get_opt(name).await.expect("get").is_some() {
-            assert!(
-                Instant::now() < deadline,
-                "{name} was not deleted\n{}",
-                self.operator_log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let gone = |p: Option<&AccessKeyPolicy>| p.is_none();
+        let outcome =
+            tokio::time::timeout(WAIT, await_condition(self.policies(), name, gone)).await;
+        assert!(
+            matches!(outcome, Ok(Ok(_))),
+            "{name} was not deleted: {outcome:?}\n{}",
+            self.operator_log()
+        );
     }
 
     /// Simulator requests for the account, by method (`GET`, `PUT`, `POST`).
@@ -372,6 +372,68 @@ pub fn condition<'a>(
 pub fn is_ready(policy: &AccessKeyPolicy) -> bool {
     condition(policy, "Ready")
         .is_some_and(|c| c.status == "True" && c.observed_generation == policy.metadata.generation)
+}
+
+/// The Ready condition's message ("" before there is one).
+pub fn ready_message(policy: &AccessKeyPolicy) -> String {
+    condition(policy, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The last rotate request the operator handled (`status.lastHandledRotateRequest`).
+pub fn last_handled_request(policy: &AccessKeyPolicy) -> Option<&str> {
+    policy
+        .status
+        .as_ref()?
+        .last_handled_rotate_request
+        .as_deref()
+}
+
+/// Whether the operator has handled the rotate request `value` (it is the last one handled).
+pub fn has_handled(policy: &AccessKeyPolicy, value: &str) -> bool {
+    last_handled_request(policy) == Some(value)
+}
+
+/// A spec the API server accepts: the scenario account, 30 days, Secret `cloudflare-api`.
+pub fn valid_spec() -> Value {
+    json!({
+        "accountId": ACCOUNT,
+        "keyRotationIntervalDays": 30,
+        "credentialsRef": {"name": "cloudflare-api"},
+    })
+}
+
+/// [`valid_spec`] with one field set to `value`.
+pub fn spec_with(field: &str, value: Value) -> Value {
+    let mut spec = valid_spec();
+    spec[field] = value;
+    spec
+}
+
+/// A raw AccessKeyPolicy object, for what the typed API cannot express.
+pub fn policy_object(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "keyrotor.dev/v1alpha1",
+        "kind": "AccessKeyPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+/// The AccessKeyPolicy API of a namespace, untyped: objects the Rust types
+/// could not hold still reach the API server.
+pub fn dynamic_api(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<AccessKeyPolicy>(&());
+    Api::namespaced_with(client, namespace, &resource)
+}
+
+/// The API server's message of a refusal.
+pub fn api_message(err: kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    }
 }
 
 fn merge(base: &mut Value, over: Value) {
