@@ -1058,6 +1058,31 @@ fn scale(world: &mut World) {
     world.mark("6. memory checked", t);
 }
 
+/// Prints the resident memory of the node's servers and the operator pods.
+fn print_rss(world: &World) {
+    let rss = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+    };
+    let pids = std::fs::read_to_string(world.node.dir().join("pids")).unwrap_or_default();
+    let mut line = String::new();
+    for (name, pid) in pids.lines().filter_map(|l| l.split_once(' ')) {
+        if let Some(mib) = rss(pid) {
+            line.push_str(&format!(" {name} {mib}"));
+        }
+    }
+    for pod in world.operator_pods() {
+        if let Some(mib) = rss(&world.container_pid(&pod)) {
+            line.push_str(&format!(" keyrotor {mib}"));
+        }
+    }
+    println!("[e2e] RSS (MiB):{line}");
+}
+
 #[test]
 fn the_operator_runs_on_a_real_node_as_users_run_it() {
     if skipped() {
@@ -1073,6 +1098,7 @@ fn the_operator_runs_on_a_real_node_as_users_run_it() {
         upgrade(&mut world);
         reinstall(&mut world);
         scale(&mut world);
+        print_rss(&world);
     }));
     if result.is_err() {
         eprintln!("--- node logs\n{}", world.node.log_tails());
