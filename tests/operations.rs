@@ -441,7 +441,7 @@ async fn json_logs_carry_the_policy_on_every_reconcile_line_and_no_secret() {
     );
     s.create_policy("p", json!({})).await;
     s.wait_for("p", "Ready", is_ready).await;
-    operator.wait_for_log("account written").await;
+    operator.wait_for_log("rotation interval updated").await;
     let log = operator.log();
     let mut reconcile_lines = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {

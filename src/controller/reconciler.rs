@@ -206,14 +206,22 @@ async fn run_pass(
                 WriteOutcome::Post(result)
             }
         };
-        match &outcome {
-            WriteOutcome::Put(Err(err)) | WriteOutcome::Post(Err(err)) => {
+        match (&outcome, write) {
+            (WriteOutcome::Put(Err(err)) | WriteOutcome::Post(Err(err)), _) => {
                 warn!(reason = err.reason(), error = %err, ?write, "Cloudflare call failed");
             }
-            WriteOutcome::Put(Ok(_)) | WriteOutcome::Post(Ok(_)) => {
-                info!(?write, "account written")
+            (WriteOutcome::Put(Ok(_)), AccountWrite::PutInterval(days)) => {
+                info!(days, "rotation interval updated");
             }
-            WriteOutcome::PendingStatusWritten => {}
+            (WriteOutcome::Post(Ok(_)), _) => {
+                let request = decision
+                    .status
+                    .pending_rotation
+                    .as_ref()
+                    .map(|p| p.request.as_str());
+                info!(request, "key rotated");
+            }
+            _ => {}
         }
         decision = decide::after_write(decision, outcome);
     }
