@@ -175,8 +175,9 @@ cp "$work/src/keyrotor.cdx.json" "$out/$sbom"
 {
   echo "# keyrotor $version"
   echo
+  # The section without its heading, leading and trailing empty lines.
   awk -v heading="## [$version]" 'index($0, heading) == 1 {on = 1; next} on && /^## \[/ {exit} on' CHANGELOG.md |
-    sed -e '/./,$!d'
+    sed -e '/./,$!d' | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
   echo
   echo "## Artefacts"
   echo
