@@ -105,12 +105,27 @@ digest=$(hack/image.sh --binary "$keyrotor" --version "$version" --tag "$reposit
   --output "$out/$image_archive" | tail -1)
 [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]] || die "hack/image.sh printed no digest"
 
+# The archives this script writes itself are reproducible (docs/release.md).
+reproducible_tgz() { # DIR OUTPUT FILE...: FILEs of DIR, sorted, fixed mtime, owner 0
+  local dir=$1 output=$2 files
+  shift 2
+  # --sort=name sorts what tar reads from directories, not its arguments.
+  mapfile -t files < <(printf '%s\n' "$@" | LC_ALL=C sort)
+  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
+    --format=ustar -C "$dir" -cf - "${files[@]}" | gzip -n -9 >"$output"
+}
+
 # --- the chart ------------------------------------------------------------------
 helm=$(hack/install-tools.sh --print-dir 2>/dev/null)/helm
 log "helm package charts/keyrotor --version $version --app-version $version ..."
 "$helm" package charts/keyrotor --version "$version" --app-version "$version" -d "$out" >&2
 chart=$out/keyrotor-$version.tgz
 [[ -f "$chart" ]] || die "helm package wrote no $chart"
+# helm package dates the entries with the current time: the same files again,
+# sorted, dated SOURCE_DATE_EPOCH, owned by 0 (helm reads any such tgz).
+mkdir -p "$work/chart"
+tar -xzf "$chart" -C "$work/chart"
+reproducible_tgz "$work/chart" "$chart" keyrotor
 
 # --- plain manifests (as hack/gen-manifests.sh renders deploy/, image pinned) ----
 crd=crds/accesskeypolicies.keyrotor.dev.yaml
@@ -132,14 +147,6 @@ grep -q "image: \"$repository:$version\"" "$out/install.yaml" ||
   die "install.yaml does not pin the image $repository:$version"
 
 # --- kubectl-keyrotor archives and the krew manifest ------------------------------
-reproducible_tgz() { # DIR OUTPUT FILE...: FILEs of DIR, sorted, fixed mtime, owner 0
-  local dir=$1 output=$2 files
-  shift 2
-  # --sort=name sorts what tar reads from directories, not its arguments.
-  mapfile -t files < <(printf '%s\n' "$@" | LC_ALL=C sort)
-  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
-    --format=ustar -C "$dir" -cf - "${files[@]}" | gzip -n -9 >"$output"
-}
 plugin_archive=kubectl-keyrotor_${version}_${os}_${arch}.tar.gz
 mkdir -p "$work/plugin"
 install -m 0755 "$plugin" "$work/plugin/kubectl-keyrotor"
@@ -169,7 +176,20 @@ log "SBOM (cargo cyclonedx $cyclonedx_version, CycloneDX 1.5 JSON, every depende
 (cd "$work/src" && cargo cyclonedx --format json --spec-version 1.5 --all --target all \
   --override-filename keyrotor.cdx -q >&2)
 [[ -f "$work/src/keyrotor.cdx.json" ]] || die "cargo cyclonedx wrote no keyrotor.cdx.json"
-cp "$work/src/keyrotor.cdx.json" "$out/$sbom"
+# Its serial number is random and its timestamp the current time: both made
+# to follow the version and SOURCE_DATE_EPOCH, so the same commit in the same
+# checkout gives the same SBOM.
+# The copy's temporary path in the bom-refs becomes the checkout's.
+python3 - "$work/src/keyrotor.cdx.json" "$out/$sbom" "$version" "$epoch" "$work/src" "$root" <<'PY'
+import datetime, json, sys, uuid
+source, target, version, epoch, copy, root = sys.argv[1:]
+bom = json.loads(open(source).read().replace("file://" + copy, "file://" + root))
+bom["serialNumber"] = "urn:uuid:%s" % uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/keyrotor/keyrotor/releases/v%s/sbom" % version)
+bom.setdefault("metadata", {})["timestamp"] = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+with open(target, "w") as f:
+    json.dump(bom, f, indent=2)
+    f.write("\n")
+PY
 
 # --- release notes and checksums -----------------------------------------------------
 {
