@@ -16,6 +16,7 @@
 #   KEYROTOR_RELEASE_OUT      the output directory instead of target/release-VERSION
 #   SOURCE_DATE_EPOCH         every timestamp in the archives (default: the
 #                             last commit's time)
+#
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
