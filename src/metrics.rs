@@ -54,6 +54,13 @@ pub struct RotationLabels {
     pub outcome: String,
 }
 
+/// Labels of the build information.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The operator's version (the workspace's, as `keyrotor --version` prints it).
+    pub version: String,
+}
+
 /// What one reconcile left behind, for the per-policy gauges.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PolicySnapshot {
@@ -93,6 +100,17 @@ impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("keyrotor");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the operator's version in a label",
+            build_info,
+        );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
             "reconciles",
@@ -347,6 +365,11 @@ mod tests {
         );
         metrics.set_leader(true);
         let text = metrics.render().expect("renders");
+        let build = format!(
+            r#"keyrotor_build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
         for line in [
             r#"keyrotor_reconciles_total{result="success",reason="Reconciled"} 1"#,
             r#"keyrotor_cloudflare_requests_total{operation="get",status="200"} 1"#,
