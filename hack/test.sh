@@ -56,4 +56,10 @@ step "cargo deny check bans sources licenses (deny.toml says why not advisories)
 cargo deny --workspace --locked check bans sources licenses
 
 step "cargo test (with the failpoints the crash tests pause at)"
+rm -f target/tmp/e2e-timings.txt
 cargo test --workspace --locked --features keyrotor/failpoints
+
+if [[ -f target/tmp/e2e-timings.txt ]]; then
+  step "real-node end-to-end phase timings"
+  cat target/tmp/e2e-timings.txt
+fi

@@ -175,9 +175,21 @@ impl World {
         world
     }
 
+    /// Prints a phase's time, and appends it to `target/tmp/e2e-timings.txt`,
+    /// which the test command prints (cargo test captures the test's output).
     fn mark(&mut self, phase: &str, since: Instant) {
+        use std::io::Write;
         let took = since.elapsed();
-        println!("[e2e] {phase}: {:.1} s", took.as_secs_f64());
+        let line = format!("[e2e] {phase}: {:.1} s", took.as_secs_f64());
+        println!("{line}");
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-timings.txt");
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
         self.timings.push((phase.to_owned(), took));
     }
 
