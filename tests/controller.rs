@@ -325,16 +325,18 @@ async fn an_unknown_account_is_account_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_policies_on_one_account_the_older_owns_and_the_newer_takes_over_after_deletion() {
+async fn two_policies_on_one_account_the_first_verified_owns_and_the_other_takes_over_after_deletion()
+ {
     let s = ready_scenario("conflict").await;
     s.create_policy("older", json!({})).await;
     s.wait_for("older", "Ready", is_ready).await;
-    // Creation times have a one-second resolution: make the order unambiguous.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     s.create_policy("newer", json!({"keyRotationIntervalDays": 60}))
         .await;
     let newer = s.wait_ready_reason("newer", "Conflict").await;
-    assert!(condition(&newer, "Ready").is_some_and(|c| c.message.contains("/older")));
+    assert!(condition(&newer, "Ready").is_some_and(|c| {
+        c.message
+            .contains("managed by policy older in this namespace")
+    }));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(s.calls("PUT").len(), 1, "only the owner writes");
     assert_eq!(

@@ -110,6 +110,8 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
             "true",
             "--leader-election-namespace",
             &release_ns,
+            "--claims-namespace",
+            &release_ns,
             "--identity",
             "rbac",
         ],
@@ -130,10 +132,12 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
         Some(RotateOutcome::Rotated)
     );
     // conflict
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     s.create_policy("second", json!({})).await;
     let second = s.wait_ready_reason("second", "Conflict").await;
-    assert!(condition(&second, "Ready").is_some_and(|c| c.message.contains("/p")));
+    assert!(
+        condition(&second, "Ready")
+            .is_some_and(|c| c.message.contains("managed by policy p in this namespace"))
+    );
     // Restore
     s.create_policy(
         "restore",
@@ -237,6 +241,8 @@ async fn cluster_mode_works_with_the_cluster_role_and_nothing_more() {
         "--leader-election",
         "true",
         "--leader-election-namespace",
+        &release_ns,
+        "--claims-namespace",
         &release_ns,
     ]);
     s.start_operator_with(&args, &[("KUBECONFIG", &kubeconfig)]);

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     cloudflare::{BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, RetryPolicy},
-    controller::{self, Context, ControllerSettings, EventPublisher, RunOptions},
+    controller::{self, AccountClaims, Context, ControllerSettings, EventPublisher, RunOptions},
     crd::GoDuration,
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
@@ -113,6 +113,17 @@ pub struct RunArgs {
     /// On SIGTERM, how long in-flight reconciles may take before the process exits anyway.
     #[arg(long, env = "KEYROTOR_SHUTDOWN_GRACE", default_value = "7s")]
     pub shutdown_grace: GoDuration,
+    /// Namespace of the account claims (one Lease per managed account, which
+    /// tells every replica and shard which policy owns the account); defaults
+    /// to --leader-election-namespace, the operator's own namespace in a cluster.
+    /// Deployments that split a cluster must share it.
+    #[arg(long, env = "KEYROTOR_CLAIMS_NAMESPACE")]
+    pub claims_namespace: Option<String>,
+    /// Shortest time an account's claim outlives its owner's last successful
+    /// read (it is at least three of the owner's drift checks): an owner whose
+    /// credentials keep failing loses the account after this long.
+    #[arg(long, env = "KEYROTOR_ACCOUNT_CLAIM_DURATION", default_value = "1h")]
+    pub account_claim_duration: GoDuration,
     /// Log format.
     #[arg(long, env = "KEYROTOR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -277,6 +288,13 @@ impl RunArgs {
             on_ready: move || probes.set_ready(true),
         };
         let leader = leadership.subscribe();
+        let claims = AccountClaims::new(
+            client.clone(),
+            self.claims_namespace
+                .as_deref()
+                .unwrap_or(&self.leader_election_namespace),
+            self.account_claim_duration.as_duration(),
+        );
         let controllers = controller::run(client.clone(), options, |policies| Context {
             client,
             cloudflare,
@@ -289,6 +307,7 @@ impl RunArgs {
             own_writes: Default::default(),
             memory: Default::default(),
             secret_index: Default::default(),
+            claims,
         });
         tokio::pin!(controllers);
         tokio::select! {

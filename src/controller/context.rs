@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use kube::ResourceExt;
 
-use super::{EventPublisher, cached::OwnWrites, secret_index::SecretIndex};
+use super::{EventPublisher, cached::OwnWrites, claims::AccountClaims, secret_index::SecretIndex};
 use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
@@ -66,6 +66,8 @@ pub struct Context {
     pub memory: PolicyMemory,
     /// Which credential each Secret was last seen holding.
     pub secret_index: Arc<SecretIndex>,
+    /// Which policy owns each account (Leases in the operator's namespace).
+    pub claims: AccountClaims,
 }
 
 /// How many policies are remembered; beyond that the least recently seen is

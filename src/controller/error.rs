@@ -1,6 +1,7 @@
 //! Why a reconcile could not finish: Kubernetes failed (the policy's own
 //! problems are conditions, not errors).
 
+use super::claims::ClaimError;
 use crate::cloudflare::CloudflareError;
 
 /// A reconcile that could not finish because Kubernetes failed; retried with backoff.
@@ -19,6 +20,9 @@ pub enum ReconcileError {
     /// nothing was written; the pass runs again on the fresh object.
     #[error("the cached AccessKeyPolicy was stale; retrying on the current one")]
     StaleCache,
+    /// The account's claim could not be read or written.
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
 }
 
 impl ReconcileError {
@@ -29,6 +33,7 @@ impl ReconcileError {
             Self::Kubernetes(_) => "KubernetesError",
             Self::Restore(_) => "RestoreFailed",
             Self::StaleCache => "StaleCache",
+            Self::Claim(err) => err.reason(),
         }
     }
 

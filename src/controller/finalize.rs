@@ -8,6 +8,7 @@ use kube::{
     runtime::controller::Action,
 };
 use serde_json::json;
+use tracing::warn;
 
 use super::{
     context::Context, error::ReconcileError, inputs::read_credentials, reconciler::publish_events,
@@ -66,10 +67,20 @@ pub(super) async fn finalize(
         );
     }
     set_finalizers(policy, api, without_ours(policy)).await?;
+    release_claim(ctx, policy, namespace).await;
     if let Some(Release::Now(reason, note)) = release {
         publish_events(ctx, policy, vec![(reason, note)]).await;
     }
     Ok(Action::await_change())
+}
+
+/// Gives up the policy's account claim, if it holds it, so another policy
+/// may take the account at once; a failure only leaves the claim to lapse.
+pub(super) async fn release_claim(ctx: &Context, policy: &AccessKeyPolicy, namespace: &str) {
+    let me = format!("{namespace}/{}", policy.name_any());
+    if let Err(err) = ctx.claims.release(&policy.spec.account_id, &me).await {
+        warn!(reason = err.reason(), error = %err, "could not release the account's claim");
+    }
 }
 
 fn without_ours(policy: &AccessKeyPolicy) -> Vec<String> {

@@ -2,6 +2,7 @@
 //! decisions in [`crate::decide`]), events and the error policy.
 
 mod cached;
+mod claims;
 mod context;
 mod error;
 mod events;
@@ -14,6 +15,7 @@ mod run;
 mod secret_index;
 mod status_writer;
 
+pub use claims::{AccountClaims, ClaimError, lease_name as claim_lease_name};
 pub use context::{Context, ControllerSettings, PolicyMemory, Remembered};
 pub use events::EventReason;
 pub use publisher::EventPublisher;

@@ -13,7 +13,7 @@ pub use super::error::ReconcileError;
 use super::{
     context::Context,
     finalize::{ensure_finalizer, finalize},
-    inputs::{other_owner, read_credentials},
+    inputs::read_credentials,
     pause::{PausePoint, pause_point},
     status_writer::StatusWriter,
 };
@@ -21,7 +21,7 @@ use crate::{
     crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ManagementPolicy},
     decide::{
         self, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest, SecretRead,
-        WriteOutcome,
+        WriteOutcome, claim_duration,
     },
     metrics::PolicySnapshot,
 };
@@ -154,19 +154,17 @@ async fn run_pass(
         }
         ctx.credential_demand(credentials)
     });
-    let owner = (credentials.is_some() && spec.management_policy == ManagementPolicy::Manage)
-        .then(|| other_owner(policy, ctx))
-        .flatten();
     let key = format!("{namespace}/{}", policy.name_any());
     let memory = ctx.memory.get(&key);
-    let input = PassInput {
+    let mut input = PassInput {
         namespace,
         spec,
         written: &writer.written,
         generation: policy.metadata.generation,
         request: RotateRequest::from_annotations(policy.annotations()),
         secret: secret_read,
-        owner,
+        // Known once this policy's credentials have read the account.
+        owner: None,
         demand,
         was_late: memory.late,
         refusal: memory.refusal,
@@ -185,6 +183,19 @@ async fn run_pass(
         let read = cloudflare.get_config(&credentials, account).await;
         if let Err(err) = &read {
             warn!(reason = err.reason(), error = %err, "Cloudflare call failed while reading the account");
+        }
+        if read.is_ok() && spec.management_policy == ManagementPolicy::Manage {
+            // The credentials read the account: claim it, or learn who owns it.
+            let duration = claim_duration(
+                spec.drift_check_interval
+                    .as_duration()
+                    .max(ctx.settings.drift_check_floor),
+                ctx.claims.floor(),
+            );
+            input.owner = ctx.claims.claim(account, &key, duration).await?;
+            if let Some(owner) = &input.owner {
+                info!(account, %owner, "the account is managed by another policy; no changes made");
+            }
         }
         decision = decide::pass(&input, Some(read));
     }

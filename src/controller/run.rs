@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use super::{
     cached::{relevant_change, slim},
     context::Context,
+    finalize::release_claim,
     reconciler::{error_policy, reconcile},
 };
 use crate::crd::AccessKeyPolicy;
@@ -116,6 +117,13 @@ pub async fn run<S, G, R>(
                     let namespace = policy.namespace().unwrap_or_default();
                     metrics.forget_policy(&namespace, &policy.name_any());
                     watch_ctx.own_writes.forget(policy);
+                    if watch_ctx.is_leader() {
+                        // Gone (without a finalizer to run): free its account claim.
+                        let (ctx, policy) = (watch_ctx.clone(), policy.clone());
+                        tokio::spawn(async move {
+                            release_claim(&ctx, &policy, &namespace).await;
+                        });
+                    }
                 }
                 Ok(watcher::Event::InitDone) if !first_list_seen.swap(true, Ordering::AcqRel) => {
                     synced()

@@ -14,7 +14,9 @@ mod secret;
 pub mod status;
 pub mod witness;
 
-pub use ownership::{AccountClaim, owner_of};
+pub use ownership::{
+    ClaimRecord, ClaimStep, Holder, claim_duration, claim_step, must_ask_holder, owner_as_seen_from,
+};
 pub use pass::{
     AccountWrite, CredentialMemory, HOLD_MARGIN, PassDecision, PassInput, Requeue, SecretRead,
     WriteOutcome, after_write, pass,

@@ -14,6 +14,7 @@ use jiff::Timestamp;
 
 use super::{
     failure,
+    ownership::owner_as_seen_from,
     plan::plan_account,
     refusal::{Refusal, after_refusal, wait_after_refusal},
     rotation::{RotateRequest, RotationStep},
@@ -63,7 +64,8 @@ pub struct PassInput<'a> {
     pub request: Option<RotateRequest>,
     /// The Secret.
     pub secret: SecretRead,
-    /// Another policy that owns the account, as the message names it.
+    /// Another policy that owns the account (`namespace/name`): known only
+    /// after this policy's credentials read the account (see `ownership`).
     pub owner: Option<String>,
     /// The steady demand on the policy's credential.
     pub demand: Option<Demand>,
@@ -428,8 +430,9 @@ pub fn pass(
         && let Some(owner) = &input.owner
     {
         let message = format!(
-            "account {} is managed by {owner} (the oldest Manage-mode policy for it); this policy makes no Cloudflare calls",
-            spec.account_id
+            "account {} is managed by {} (the first policy whose credentials read it); this policy makes no changes to the account",
+            spec.account_id,
+            owner_as_seen_from(input.namespace, owner)
         );
         d.fail(ReadyReason::Conflict, EventReason::Conflict, &message);
         d.requeue = Requeue::After(input.drift_check_floor);

@@ -130,9 +130,19 @@ fn early_ends_say_why_and_make_no_call() {
     let d = conflict.first();
     assert_eq!(ready(&d).0, "Conflict");
     assert!(
-        ready(&d).1.contains("managed by team/older"),
+        ready(&d)
+            .1
+            .contains("managed by policy older in this namespace"),
         "{}",
         ready(&d).1
+    );
+    let mut elsewhere = Case::new();
+    elsewhere.owner = Some("other-team/prod".into());
+    let message = ready(&elsewhere.first()).1;
+    assert!(
+        message.contains("managed by a policy in another namespace")
+            && !message.contains("other-team"),
+        "another namespace's owner is not named: {message}"
     );
     assert_eq!(reasons(&d), ["Conflict"]);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Properties of the pure decisions, over generated inputs: Observe mode never
 //! plans a write, a rotate request value never leads to two POSTs whatever
-//! crashes and lost answers happen, exactly one policy owns an account, and
+//! crashes and lost answers happen, only verified policies own an account, and
 //! what the pure plan does (and does not) decide about `suspend`.
 //!
 //! The exactly-once property drives the shipped decision functions
@@ -18,9 +18,9 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::{
-    AccountClaim, AccountClock, AccountWrite, PassInput, RotateRequest, RotationStep, SecretRead,
-    WriteOutcome, after_write, decide_rotation, owner_of, pass as decide_pass, plan_account,
-    witness::CLOCK_SKEW_ALLOWANCE,
+    AccountClock, AccountWrite, ClaimRecord, ClaimStep, Holder, PassInput, RotateRequest,
+    RotationStep, SecretRead, WriteOutcome, after_write, claim_step, decide_rotation,
+    must_ask_holder, pass as decide_pass, plan_account, witness::CLOCK_SKEW_ALLOWANCE,
 };
 use crate::{
     cloudflare::{AccountKeyConfig, CloudflareError, TransportKind},
@@ -199,55 +199,70 @@ proptest! {
         prop_assert_eq!(step, RotationStep::Idle);
     }
 
-    /// Ownership: exactly one claim owns the account, whatever the order the
-    /// claims are listed in and whoever asks; every policy decides the same
-    /// owner, so exactly one of them writes. Removing the owner hands the
-    /// account to the next oldest; a newer claim never takes it.
+    /// Ownership: the claim protocol driven by the shipped step function over
+    /// random passes of up to five policies (some with credentials that never
+    /// read the account, some that stop working, some that go away) at random
+    /// times. A policy whose credentials never read the account never owns
+    /// it; at every moment at most one policy owns it; an owner that keeps
+    /// renewing is never displaced, whatever the others do.
     #[test]
-    fn exactly_one_policy_owns_an_account(
-        raw in proptest::collection::btree_map(
-            ("[ab]", "[xyz]{1,2}"),
-            0i64..4,
-            1..8,
-        ),
-        rotation in 0usize..8,
-        newcomer in ("[ab]", "[xyz]{1,2}"),
+    fn only_verified_policies_own_an_account_and_a_renewing_owner_keeps_it(
+        policies in proptest::collection::vec((any::<bool>(), 0u32..100), 2..6),
+        passes in proptest::collection::vec((0usize..5, 0u64..1_500, any::<bool>()), 1..60),
     ) {
-        // Creation times have a one-second resolution: ties are frequent.
-        let claims: Vec<AccountClaim> = raw
-            .iter()
-            .map(|((namespace, name), second)| AccountClaim {
-                created: at(second * 1_000_000),
-                namespace: namespace.clone(),
-                name: name.clone(),
-            })
-            .collect();
-        let owner = owner_of(&claims).expect("non-empty").clone();
-        prop_assert!(claims.contains(&owner));
-        // Each policy sees the claims in its own order (cache order differs per process).
-        let mut rotated = claims.clone();
-        rotated.rotate_left(rotation % claims.len());
-        rotated.reverse();
-        prop_assert_eq!(owner_of(&rotated), Some(&owner));
-        let writers = claims
-            .iter()
-            .filter(|me| owner_of(&claims).is_some_and(|o| o == *me))
-            .count();
-        prop_assert_eq!(writers, 1);
-        // The owner is the minimum by (created, namespace, name).
-        for claim in &claims {
-            prop_assert!((owner.created, &owner.namespace, &owner.name) <= (claim.created, &claim.namespace, &claim.name));
+        let duration = Duration::from_secs(3_600);
+        let names: Vec<String> = (0..policies.len()).map(|i| format!("ns{}/p{i}", i % 2)).collect();
+        // (credentials read the account, after which pass they stop working)
+        let mut record: Option<ClaimRecord> = None;
+        let mut now = base_time();
+        let mut gone = vec![false; policies.len()];
+        for (n, (who, seconds, leave)) in passes.into_iter().enumerate() {
+            now += SignedDuration::from_secs(i64::try_from(seconds).unwrap_or(0));
+            let i = who % policies.len();
+            let (verified, stops_after) = policies[i];
+            let reads = verified && u32::try_from(n).unwrap_or(u32::MAX) < stops_after && !gone[i];
+            if leave && n % 3 == 0 {
+                // Deleted, switched to Observe or suspended: no more passes.
+                gone[i] = true;
+            }
+            if !reads {
+                continue;
+            }
+            let me = &names[i];
+            let holder = if must_ask_holder(me, record.as_ref(), now) {
+                let idx = names.iter().position(|h| Some(h) == record.as_ref().map(|r| &r.holder));
+                if idx.is_some_and(|h| gone[h]) { Holder::Gone } else { Holder::Active }
+            } else {
+                Holder::NotAsked
+            };
+            let before = record.clone();
+            match claim_step(me, record.as_ref(), holder, now, duration) {
+                ClaimStep::Create | ClaimStep::TakeOver => {
+                    record = Some(ClaimRecord { holder: me.clone(), acquired: now, renewed: now, duration });
+                }
+                ClaimStep::Renew => {
+                    if let Some(r) = record.as_mut() { r.renewed = now; r.duration = duration; }
+                }
+                ClaimStep::Keep => prop_assert_eq!(record.as_ref().map(|r| &r.holder), Some(me)),
+                ClaimStep::Lost { holder } => {
+                    prop_assert_eq!(Some(&holder), before.as_ref().map(|r| &r.holder));
+                    prop_assert!(&holder != me);
+                }
+            }
+            // Only a policy whose credentials just read the account can hold it.
+            let holder_now = record.as_ref().map(|r| r.holder.clone());
+            let verified_holder = holder_now
+                .as_ref()
+                .is_none_or(|h| names.iter().position(|x| x == h).is_some_and(|k| policies[k].0));
+            prop_assert!(verified_holder, "a policy that never read the account holds it");
+            // A renewing, present owner is never displaced.
+            if let (Some(prev), Some(now_holder)) = (before.as_ref(), holder_now.as_ref()) {
+                let prev_idx = names.iter().position(|x| *x == prev.holder);
+                if prev.holder != *now_holder && !prev.expired(now) {
+                    prop_assert!(prev_idx.is_some_and(|k| gone[k]), "an active owner lost a live claim");
+                }
+            }
         }
-        // A newer policy never takes over.
-        if !raw.contains_key(&newcomer) {
-            let mut more = claims.clone();
-            more.push(AccountClaim { created: at(10 * 1_000_000), namespace: newcomer.0.clone(), name: newcomer.1.clone() });
-            prop_assert_eq!(owner_of(&more), Some(&owner));
-        }
-        // Deleting the owner hands the account to the next oldest.
-        let rest: Vec<AccountClaim> = claims.iter().filter(|c| **c != owner).cloned().collect();
-        let next = rest.iter().min_by_key(|c| (c.created, c.namespace.clone(), c.name.clone()));
-        prop_assert_eq!(owner_of(&rest), next);
     }
 }
 

@@ -88,7 +88,8 @@ impl Scenario {
         self.sim.simulator()
     }
 
-    /// The flags every test operator gets: this namespace, the simulator, a 1 s
+    /// The flags every test operator gets: this namespace (watched, and holding
+    /// the account claims), the simulator, a 1 s
     /// drift floor, fast retries and a metrics port of its own.
     pub fn base_operator_args(&self) -> Vec<String> {
         [
@@ -96,6 +97,9 @@ impl Scenario {
             "--cloudflare-api-url",
             &self.sim.base_url(),
             "--watch-namespaces",
+            &self.namespace,
+            // Account claims of its own: every scenario uses the same account ids.
+            "--claims-namespace",
             &self.namespace,
             "--drift-check-floor",
             "1s",
