@@ -366,6 +366,40 @@ async fn hostile_policies_are_refused_or_pruned_by_the_api_server() {
             Outcome::Rejected(&["spec.credentialsRef.name", "Too long"]),
         ),
         (
+            "secret-name-upper-underscore".into(),
+            policy_object(
+                "secret-name-upper-underscore",
+                spec_with("credentialsRef", json!({"name": "Cloudflare_API"})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "should match", "[a-z0-9]"]),
+        ),
+        (
+            "secret-name-path".into(),
+            policy_object(
+                "secret-name-path",
+                spec_with("credentialsRef", json!({"name": "../kube-system/token"})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "should match"]),
+        ),
+        (
+            "secret-name-leading-dash".into(),
+            policy_object(
+                "secret-name-leading-dash",
+                spec_with("credentialsRef", json!({"name": "-cloudflare"})),
+            ),
+            Outcome::Rejected(&["spec.credentialsRef.name", "should match"]),
+        ),
+        (
+            "secret-name-dotted".into(),
+            policy_object(
+                "secret-name-dotted",
+                spec_with("credentialsRef", json!({"name": "cloudflare.api-2"})),
+            ),
+            Outcome::Stored("a dotted DNS-1123 subdomain is a Secret name", |o| {
+                o["spec"]["credentialsRef"]["name"] == "cloudflare.api-2"
+            }),
+        ),
+        (
             "huge-duration".into(),
             policy_object(
                 "huge-duration",
@@ -599,4 +633,64 @@ async fn hostile_policies_are_refused_or_pruned_by_the_api_server() {
             .is_none(),
         "status written through the main resource"
     );
+    // Every status string is bounded: a request value over 253 characters, or a
+    // condition message over 32768, is refused even through the status subresource.
+    let now = "2026-12-02T00:00:00Z";
+    let condition = |message: String| {
+        json!({"type": "Ready", "status": "False", "reason": "Reconciling",
+            "message": message, "lastTransitionTime": now})
+    };
+    for (what, status, field) in [
+        (
+            "handled request",
+            json!({"lastHandledRotateRequest": "x".repeat(254)}),
+            "status.lastHandledRotateRequest",
+        ),
+        (
+            "pending request",
+            json!({"pendingRotation": {"request": "x".repeat(254)}}),
+            "status.pendingRotation.request",
+        ),
+        (
+            "condition message",
+            json!({"conditions": [condition("m".repeat(32769))]}),
+            "status.conditions[0].message",
+        ),
+        (
+            "condition reason",
+            json!({"conditions": [{"type": "Ready", "status": "False", "reason": "R".repeat(1025),
+                "message": "", "lastTransitionTime": now}]}),
+            "status.conditions[0].reason",
+        ),
+        (
+            "condition status",
+            json!({"conditions": [{"type": "Ready", "status": "Maybe", "reason": "R",
+                "message": "", "lastTransitionTime": now}]}),
+            "status.conditions[0].status",
+        ),
+    ] {
+        let message = typed
+            .patch_status(
+                "cooldown-zero",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(api_message)
+            .expect_err(what);
+        assert!(message.contains(field), "{what}: {message}");
+    }
+    // At the limits they are stored.
+    typed
+        .patch_status(
+            "cooldown-zero",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "lastHandledRotateRequest": "x".repeat(253),
+                "conditions": [condition("m".repeat(32768))],
+            }})),
+        )
+        .await
+        .expect("status at the limits");
 }

@@ -656,6 +656,12 @@ fn actions_stamp_the_request_with_the_current_utc_time() {
             .unwrap_or_else(|e| panic!("{value:?} is not RFC 3339: {e}"));
         let drift = (Timestamp::now().as_second() - at.as_second()).abs();
         assert!(drift < 120, "{name}: {value} is the current time");
+        // The force is a token: the request's own value, never "true".
+        let force = after["metadata"]["annotations"]["keyrotor.dev/rotate-force"].as_str();
+        match name.as_str() {
+            "rotate-force" => assert_eq!(force, Some(value), "{name}"),
+            _ => assert_eq!(force, None, "{name}"),
+        }
     }
 }
 

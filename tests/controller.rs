@@ -154,7 +154,7 @@ async fn observe_mode_never_writes_and_reports_drift() {
         condition(&p, "Synced").map(|c| c.status.as_str()),
         Some("False")
     );
-    s.annotate("p", json!({ROTATE: "r1", FORCE: "true"})).await;
+    s.annotate("p", json!({ROTATE: "r1", FORCE: "r1"})).await;
     let p = s
         .wait_for("p", "rotate request handled", |p| {
             p.status
@@ -415,10 +415,13 @@ async fn a_second_request_inside_the_cooldown_is_refused_unless_forced() {
     let s = ready_scenario("cooldown").await;
     s.create_policy("p", json!({})).await;
     s.wait_for("p", "Ready", is_ready).await;
-    s.annotate("p", json!({ROTATE: "r1", FORCE: "true"})).await;
+    // Forced: the force annotation carries the request's own value.
+    s.annotate("p", json!({ROTATE: "r1", FORCE: "r1"})).await;
     s.wait_for("p", "r1 handled", |p| handled(p, "r1")).await;
     assert_eq!(s.calls("POST").len(), 1);
-    s.annotate("p", json!({ROTATE: "r2", FORCE: null})).await;
+    // The force token of r1 is left in place (as Git would keep it): it does
+    // not force r2.
+    s.annotate("p", json!({ROTATE: "r2"})).await;
     let p = s.wait_for("p", "r2 handled", |p| handled(p, "r2")).await;
     assert_eq!(
         p.status.and_then(|st| st.last_rotate_outcome),
@@ -432,13 +435,25 @@ async fn a_second_request_inside_the_cooldown_is_refused_unless_forced() {
             .any(|(r, n)| r == "RotationRefused" && n.contains("allowed after")),
         "{events:?}"
     );
+    // "true" (the old form) is no token either.
     s.annotate("p", json!({ROTATE: "r3", FORCE: "true"})).await;
     let p = s.wait_for("p", "r3 handled", |p| handled(p, "r3")).await;
+    assert_eq!(
+        p.status.and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::RefusedCooldown)
+    );
+    assert_eq!(s.calls("POST").len(), 1);
+    s.annotate("p", json!({ROTATE: "r4", FORCE: "r4"})).await;
+    let p = s.wait_for("p", "r4 handled", |p| handled(p, "r4")).await;
     assert_eq!(
         p.status.and_then(|st| st.last_rotate_outcome),
         Some(RotateOutcome::Rotated)
     );
     assert_eq!(s.calls("POST").len(), 2);
+    // The operator never edits the user's annotations.
+    let annotations = p.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations.get(ROTATE).map(String::as_str), Some("r4"));
+    assert_eq!(annotations.get(FORCE).map(String::as_str), Some("r4"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,6 +225,8 @@ impl World {
                 self.node.node_ip()
             ),
             "driftCheckFloor=5s".to_owned(),
+            // The scenarios rotate again within seconds (`rotationCooldown: 0s`).
+            "minRotationCooldown=0s".to_owned(),
             // The scale scenario's 1,000 policies share one token.
             "budget.requests=100000".to_owned(),
             "budget.burst=100".to_owned(),

@@ -20,6 +20,7 @@ use keyrotor::{
         Credentials, RetryPolicy, TransportKind,
     },
     crd::RotateOutcome,
+    decide::RotateRequest,
 };
 use keyrotor_cloudflare_sim::AccountSeed;
 use kube::{
@@ -833,6 +834,19 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
     s.apply_token_secret().await;
     s.start_operator();
     let ten_kb = "k".repeat(10 * 1024);
+    let longest = "l".repeat(253);
+    let one_over = "o".repeat(254);
+    // What status records for an over-long value: a short stand-in (the value
+    // itself would not fit the status field's 253-character limit).
+    let recorded = |value: &str| {
+        RotateRequest {
+            value: value.to_owned(),
+            force: false,
+        }
+        .recorded()
+        .into_owned()
+    };
+    let (ten_kb_recorded, one_over_recorded) = (recorded(&ten_kb), recorded(&one_over));
     let non_ascii = "ротация-🔑-2026-11-26T10:00:00Z";
     let cases: Vec<AnnotationCase> = vec![
         ("empty", json!({ROTATE: ""}), "0s", None, None, 0),
@@ -840,9 +854,25 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
             "ten-kb",
             json!({ROTATE: ten_kb}),
             "0s",
-            Some(&ten_kb),
+            Some(&ten_kb_recorded),
+            Some(RotateOutcome::Failed),
+            0,
+        ),
+        (
+            "longest",
+            json!({ROTATE: longest}),
+            "0s",
+            Some(&longest),
             Some(RotateOutcome::Rotated),
             1,
+        ),
+        (
+            "one-over",
+            json!({ROTATE: one_over, FORCE: one_over}),
+            "0s",
+            Some(&one_over_recorded),
+            Some(RotateOutcome::Failed),
+            0,
         ),
         (
             "non-ascii",
@@ -869,8 +899,16 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
             0,
         ),
         (
-            "force-upper-case",
+            "force-true-is-no-token",
             json!({ROTATE: "r1", FORCE: "TRUE"}),
+            "168h",
+            Some("r1"),
+            Some(RotateOutcome::RefusedCooldown),
+            0,
+        ),
+        (
+            "force-token",
+            json!({ROTATE: "r1", FORCE: "r1"}),
             "168h",
             Some("r1"),
             Some(RotateOutcome::Rotated),
@@ -929,13 +967,26 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
             .count();
         assert_eq!(made, *posts, "{name}: POSTs");
     }
-    // The 10 KB value reaches the event only cut to the event limit.
-    let events = s.events("ten-kb").await;
-    let rotated = events
-        .iter()
-        .find(|(reason, _)| reason == "Rotated")
-        .expect("a Rotated event");
-    assert!(rotated.1.len() <= 1000, "{} bytes", rotated.1.len());
+    // An over-long value is refused as invalid, with an event that says why
+    // (and does not repeat the value).
+    for name in ["ten-kb", "one-over"] {
+        let events = s.events(name).await;
+        let refused = events
+            .iter()
+            .find(|(reason, _)| reason == "RotationRefused")
+            .unwrap_or_else(|| panic!("{name}: a RotationRefused event in {events:?}"));
+        assert!(
+            refused.1.contains("longer than 253 characters"),
+            "{refused:?}"
+        );
+        assert!(
+            !refused
+                .1
+                .contains("oooooooooooooooooooooooooooooooooooooooo"),
+            "{refused:?}"
+        );
+        assert!(refused.1.len() <= 1000, "{} bytes", refused.1.len());
+    }
     // Over the API server's 256 KiB limit for all annotations: refused, nothing changes.
     let refused = s
         .policies()
@@ -955,4 +1006,44 @@ async fn odd_rotate_annotations_are_each_handled_once_or_not_at_all() {
     let operator = s.operator.as_mut().expect("operator");
     assert_eq!(operator.wait_exit(Duration::ZERO).await, None);
     s.assert_log_has_no_secret();
+}
+
+/// A tenant cannot rotate again and again with `rotationCooldown: 0s` (two
+/// rotations within the 7-day key overlap invalidate tokens in use): the
+/// operator holds every policy to its minimum (`--min-rotation-cooldown`,
+/// 168h by default) and its Ready message says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_cooldown_is_held_to_the_operators_minimum() {
+    let mut s = Scenario::new("hostile-cooldown").await;
+    s.apply_token_secret().await;
+    s.start_operator_with(&["--min-rotation-cooldown", "168h"], &[]);
+    s.create_policy("p", json!({"rotationCooldown": "0s"}))
+        .await;
+    let p = s.wait_for("p", "Ready", is_ready).await;
+    let message = ready_message(&p);
+    assert!(
+        message.contains("rotationCooldown 0s is below the operator's minimum")
+            && message.contains("held to 168h"),
+        "{message}"
+    );
+    // A forced request rotates; the next plain one is inside the minimum.
+    s.annotate("p", json!({ROTATE: "r1", FORCE: "r1"})).await;
+    s.wait_for("p", "r1 handled", |p| last_handled_request(p) == Some("r1"))
+        .await;
+    s.annotate("p", json!({ROTATE: "r2"})).await;
+    let p = s
+        .wait_for("p", "r2 handled", |p| last_handled_request(p) == Some("r2"))
+        .await;
+    assert_eq!(
+        p.status.as_ref().and_then(|st| st.last_rotate_outcome),
+        Some(RotateOutcome::RefusedCooldown)
+    );
+    assert_eq!(s.calls("POST").len(), 1);
+    let events = s.events("p").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "RotationRefused" && note.contains("cooldown of 168h")),
+        "{events:?}"
+    );
 }

@@ -178,10 +178,12 @@ async fn kubectl_runs_the_plugin_and_force_skips_the_cooldown_once() {
     assert!(run.stdout.contains("Rotated"), "{run}");
     assert_eq!(s.calls("POST").len(), 1);
     let p = s.policy("p").await;
-    assert_eq!(annotation(&p, FORCE).as_deref(), Some("true"));
+    // The force is a token: the request's own value.
+    let request = annotation(&p, ROTATE).expect("request annotation");
+    assert_eq!(annotation(&p, FORCE), Some(request));
     assert_eq!(outcome(&p), Some(RotateOutcome::Rotated));
 
-    // A plain request removes the leftover force, so it is refused; kubectl passes exit 3 on.
+    // A plain request is refused (the plugin also removes the leftover token); kubectl passes exit 3 on.
     let run = kubectl_keyrotor(&s, &["rotate", "p", "-n", &s.namespace, "--wait"]).await;
     assert_eq!(run.code, 3, "{run}");
     assert!(run.stdout.contains("RefusedCooldown"), "{run}");

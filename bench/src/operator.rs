@@ -41,6 +41,9 @@ impl OperatorProcess {
             .args([
                 "--drift-check-floor",
                 "1s",
+                // The bench's policies rotate with `rotationCooldown: 0s`.
+                "--min-rotation-cooldown",
+                "0s",
                 "--metrics-address",
                 "127.0.0.1:0",
             ])

@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// No account is checked more often than this, whatever a policy asks.
     #[arg(long, env = "KEYROTOR_DRIFT_CHECK_FLOOR", default_value = "1m")]
     pub drift_check_floor: GoDuration,
+    /// No policy's rotationCooldown is shorter than this (a lower one is held to
+    /// it): two rotations within the 7-day key overlap invalidate live tokens.
+    #[arg(long, env = "KEYROTOR_MIN_ROTATION_COOLDOWN", default_value = "168h")]
+    pub min_rotation_cooldown: GoDuration,
     /// Policies reconciled at the same time.
     #[arg(long, env = "KEYROTOR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
@@ -232,6 +236,7 @@ impl RunArgs {
         let events = EventPublisher::new(client.clone(), "keyrotor", identity.clone());
         let settings = ControllerSettings {
             drift_check_floor: self.drift_check_floor.as_duration(),
+            min_rotation_cooldown: self.min_rotation_cooldown.as_duration(),
             ..ControllerSettings::default()
         };
         let namespaces: Vec<String> = self

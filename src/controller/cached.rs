@@ -2,7 +2,7 @@
 //! policy deserve a reconcile, and when the cache is behind our own writes.
 
 use std::{
-    collections::{HashMap, hash_map::DefaultHasher},
+    collections::{BTreeMap, HashMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
     sync::{Mutex, PoisonError},
 };
@@ -12,29 +12,51 @@ use kube::{
     runtime::{Predicate as _, predicates},
 };
 
-use crate::crd::{ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy};
+use crate::crd::{
+    ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy,
+    MAX_ROTATE_REQUEST_CHARS,
+};
 
 /// Drops what the operator never reads before a policy enters the cache:
 /// managedFields, labels (the label selector is applied by the API server)
-/// and every annotation but keyrotor's own (kubectl's last-applied-configuration
-/// alone can be larger than the rest of the object). Every write the operator
-/// makes is a patch of named fields, so nothing dropped here is ever written back.
+/// and every annotation but the two rotate annotations (kubectl's
+/// last-applied-configuration, or any `keyrotor.dev/` annotation a tenant
+/// pads to 256 KiB, would otherwise stay in memory for every policy). Those
+/// two keep at most one character more than a valid value may have, enough
+/// for the decision to see that a value is too long, so each cached policy
+/// is a few KiB whatever its tenant writes into its metadata. Every write the
+/// operator makes is a patch of named fields, so nothing dropped here is ever
+/// written back.
 pub fn slim(policy: &mut AccessKeyPolicy) {
     let meta = &mut policy.metadata;
     meta.managed_fields = None;
     meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|key, _| key.starts_with("keyrotor.dev/"));
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
+    if let Some(mut annotations) = meta.annotations.take() {
+        let kept: BTreeMap<String, String> =
+            [ANNOTATION_ROTATE_REQUESTED_AT, ANNOTATION_ROTATE_FORCE]
+                .into_iter()
+                .filter_map(|key| {
+                    let mut value = annotations.remove(key)?;
+                    cut_to_chars(&mut value, MAX_ROTATE_REQUEST_CHARS + 1);
+                    Some((key.to_owned(), value))
+                })
+                .collect();
+        meta.annotations = (!kept.is_empty()).then_some(kept);
+    }
+}
+
+/// Cuts `value` to at most `chars` characters, and gives back the memory.
+fn cut_to_chars(value: &mut String, chars: usize) {
+    if let Some((end, _)) = value.char_indices().nth(chars) {
+        value.truncate(end);
+        value.shrink_to_fit();
     }
 }
 
 /// What changes of a policy deserve a reconcile: the spec (generation),
 /// finalizers (kube's predicates), the rotate annotations and deletion (ours:
-/// kube's `annotations` predicate would also fire on any other `keyrotor.dev/`
-/// annotation a user sets). Status writes change none of them.
+/// kube's `annotations` predicate would also fire on any other annotation a
+/// user sets). Status writes change none of them.
 pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
     predicates::generation
         .combine(predicates::finalizers)
@@ -150,7 +172,8 @@ mod tests {
             "labels": {"app.kubernetes.io/instance": "prod"},
             "annotations": {
                 "keyrotor.dev/rotate-requested-at": "r1",
-                "keyrotor.dev/rotate-force": "true",
+                "keyrotor.dev/rotate-force": "r1",
+                "keyrotor.dev/pad": "x".repeat(1024),
                 "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}",
             },
             "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
@@ -216,9 +239,31 @@ mod tests {
 
     #[test]
     fn slim_leaves_no_empty_annotation_map_behind() {
-        let mut p = policy(json!({"name": "p", "annotations": {"note": "x"}}));
+        let mut p =
+            policy(json!({"name": "p", "annotations": {"note": "x", "keyrotor.dev/pad": "x"}}));
         slim(&mut p);
         assert!(p.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn slim_keeps_only_enough_of_an_overlong_value_to_see_it_is_too_long() {
+        let longest = "я".repeat(MAX_ROTATE_REQUEST_CHARS);
+        let mut p = policy(json!({"name": "p", "annotations": {
+            "keyrotor.dev/rotate-requested-at": "ж".repeat(250 * 1024),
+            "keyrotor.dev/rotate-force": longest,
+        }}));
+        slim(&mut p);
+        let annotations = p.annotations();
+        let request = &annotations["keyrotor.dev/rotate-requested-at"];
+        assert_eq!(request.chars().count(), MAX_ROTATE_REQUEST_CHARS + 1);
+        assert!(request.capacity() < 1024, "the rest was freed");
+        assert_eq!(
+            annotations["keyrotor.dev/rotate-force"], longest,
+            "untouched"
+        );
+        let decided =
+            crate::decide::RotateRequest::from_annotations(annotations).expect("a request");
+        assert!(decided.too_long());
     }
 
     #[test]

@@ -29,6 +29,8 @@ const DEMAND_TTL: Duration = Duration::from_secs(5);
 pub struct ControllerSettings {
     /// No account is checked more often than this.
     pub drift_check_floor: Duration,
+    /// No policy's rotation cooldown is shorter than this.
+    pub min_rotation_cooldown: Duration,
     /// Field manager of the operator's server-side applies.
     pub field_manager: String,
 }
@@ -37,6 +39,7 @@ impl Default for ControllerSettings {
     fn default() -> Self {
         Self {
             drift_check_floor: Duration::from_secs(60),
+            min_rotation_cooldown: Duration::from_secs(168 * 3600),
             field_manager: "keyrotor".to_owned(),
         }
     }

@@ -171,6 +171,7 @@ async fn run_pass(
         now: Timestamp::now(),
         instant: std::time::Instant::now(),
         drift_check_floor: ctx.settings.drift_check_floor,
+        min_rotation_cooldown: ctx.settings.min_rotation_cooldown,
     };
     let mut decision = decide::pass(&input, None);
     let Some(credentials) = credentials else {

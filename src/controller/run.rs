@@ -34,6 +34,9 @@ use super::{
 };
 use crate::crd::AccessKeyPolicy;
 
+/// Policies per page of the initial list (and of every relist).
+pub const POLICY_PAGE_SIZE: u32 = 50;
+
 /// What to watch and how.
 pub struct RunOptions<S, G, R> {
     /// Namespaces to watch; empty watches all.
@@ -65,7 +68,13 @@ pub async fn run<S, G, R>(
     } else {
         options.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut config = watcher::Config::default().any_semantic();
+    // Paged consistent lists, never `any_semantic()`: a resourceVersion=0 list
+    // is served whole from the watch cache, ignoring `limit` (seen on 1.36.3),
+    // so one tenant's padded policies would all be decoded at once. A page of
+    // POLICY_PAGE_SIZE objects at the API server's 256 KiB annotation limit is
+    // about 13 MiB of JSON. (Streaming lists would bound it too, but need the
+    // WatchList feature, which 1.33, the oldest supported version, may lack.)
+    let mut config = watcher::Config::default().page_size(POLICY_PAGE_SIZE);
     if let Some(selector) = &options.label_selector {
         config = config.labels(selector);
     }

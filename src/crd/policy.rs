@@ -16,8 +16,15 @@ use super::duration::GoDuration;
 
 /// Any new value of this annotation asks for exactly one on-demand rotation.
 pub const ANNOTATION_ROTATE_REQUESTED_AT: &str = "keyrotor.dev/rotate-requested-at";
-/// `"true"` lets the current rotate request skip the cooldown.
+/// Equal to the `rotate-requested-at` value: that request (and only that one)
+/// skips the cooldown, as Flux's `forceAt`. `"true"` does not force.
 pub const ANNOTATION_ROTATE_FORCE: &str = "keyrotor.dev/rotate-force";
+/// The longest rotate request value, in characters: a longer one is an
+/// invalid request (outcome `Failed`, nothing rotated). The status fields
+/// that record request values carry the same limit.
+pub const MAX_ROTATE_REQUEST_CHARS: usize = 253;
+/// The longest message or reason the operator writes into a status string.
+pub const MAX_STATUS_MESSAGE_CHARS: usize = 32768;
 /// Present only with `deletionPolicy: Restore`: the operator puts the original
 /// interval back before the object goes away.
 pub const FINALIZER: &str = "keyrotor.dev/restore";
@@ -111,7 +118,9 @@ pub struct AccessKeyPolicySpec {
     pub drift_check_interval: GoDuration,
 
     /// On-demand rotations closer than this to the last rotation are refused
-    /// unless `keyrotor.dev/rotate-force: "true"` is set (Go duration).
+    /// unless the request is forced (`keyrotor.dev/rotate-force` equal to the
+    /// `keyrotor.dev/rotate-requested-at` value) (Go duration). The operator
+    /// holds a lower value to its `--min-rotation-cooldown` (168h by default).
     #[serde(default = "default_rotation_cooldown")]
     pub rotation_cooldown: GoDuration,
 
@@ -129,11 +138,16 @@ fn default_rotation_cooldown() -> GoDuration {
     GoDuration::from_parts("168h", Duration::from_secs(168 * 3600))
 }
 
+/// A Kubernetes object name (DNS-1123 subdomain): lowercase letters, digits,
+/// `-` and `.`, starting and ending with a letter or digit.
+pub const DNS_1123_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// Reference to a Secret in the policy's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct CredentialsRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS-1123 subdomain, as every Secret name).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub name: String,
 }
 
@@ -166,7 +180,8 @@ pub enum RotateOutcome {
     RefusedCooldown,
     /// Refused: the policy is in `Observe` mode.
     RefusedObserveOnly,
-    /// Cloudflare refused the rotation.
+    /// Not rotated: Cloudflare refused the rotation, or the request value was
+    /// invalid (longer than 253 characters).
     Failed,
 }
 
@@ -177,6 +192,7 @@ pub enum RotateOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct PendingRotation {
     /// The annotation value being handled.
+    #[schemars(length(max = 253))]
     pub request: String,
     /// The account's last rotation time just before the POST (absent if the account never rotated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +208,7 @@ pub struct AccessKeyPolicyStatus {
     pub observed_generation: Option<i64>,
     /// `Ready` and `Synced`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "bounded_conditions")]
     pub conditions: Vec<Condition>,
     /// The interval as read from the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,8 +222,10 @@ pub struct AccessKeyPolicyStatus {
     /// When the account will rotate on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_key_rotation_at: Option<Timestamp>,
-    /// The last `keyrotor.dev/rotate-requested-at` value that was handled.
+    /// The last `keyrotor.dev/rotate-requested-at` value that was handled
+    /// (for a value longer than 253 characters: its first characters and a note).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub last_handled_rotate_request: Option<String>,
     /// How that request ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +236,38 @@ pub struct AccessKeyPolicyStatus {
     /// A rotate request in flight (see the exactly-once protocol in the docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rotation: Option<PendingRotation>,
+}
+
+/// The condition list's schema with the limits upstream `metav1.Condition`
+/// declares in Go (kubebuilder markers) but k8s-openapi's schema leaves out:
+/// lengths of type, reason and message, the status values, and at most 8
+/// conditions (a policy carries up to 3).
+fn bounded_conditions(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = <Vec<Condition> as JsonSchema>::json_schema(generator);
+    schema.insert("maxItems".to_owned(), 8.into());
+    if let Some(properties) = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("properties"))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        let limits = [
+            ("type", 316),
+            ("reason", 1024),
+            ("message", MAX_STATUS_MESSAGE_CHARS),
+        ];
+        for (field, max) in limits {
+            if let Some(field) = properties.get_mut(field).and_then(|f| f.as_object_mut()) {
+                field.insert("maxLength".to_owned(), max.into());
+            }
+        }
+        if let Some(status) = properties.get_mut("status").and_then(|f| f.as_object_mut()) {
+            status.insert(
+                "enum".to_owned(),
+                serde_json::json!(["True", "False", "Unknown"]),
+            );
+        }
+    }
+    schema
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use super::{
     failure,
     ownership::owner_as_seen_from,
-    plan::plan_account,
+    plan::{cooldown_note, plan_account},
     refusal::{Refusal, after_refusal, wait_after_refusal},
     rotation::{RotateRequest, RotationStep},
     secret::SecretError,
@@ -79,6 +79,8 @@ pub struct PassInput<'a> {
     pub instant: Instant,
     /// No account is checked more often than this.
     pub drift_check_floor: Duration,
+    /// No policy's rotation cooldown is shorter than this.
+    pub min_rotation_cooldown: Duration,
 }
 
 /// When to look at the policy again.
@@ -339,6 +341,10 @@ pub fn pass(
                 spec.drift_check_interval
             )
         });
+    let floor_note = match (floor_note, cooldown_note(spec, input.min_rotation_cooldown)) {
+        (Some(drift), Some(cooldown)) => Some(drift + &cooldown),
+        (drift, cooldown) => drift.or(cooldown),
+    };
     let late = input.demand.filter(Demand::overcommitted);
     let late_note = late.map(|demand| {
         format!(
@@ -468,7 +474,14 @@ pub fn pass(
         served_at: account.served_at,
         operator_now: input.now,
     };
-    let plan = plan_account(spec, &d.status, input.request.as_ref(), &account, clock);
+    let plan = plan_account(
+        spec,
+        &d.status,
+        input.request.as_ref(),
+        &account,
+        clock,
+        input.min_rotation_cooldown,
+    );
     if let Some(original) = plan.capture_original {
         d.status.original_key_rotation_interval_days = Some(original);
     }

@@ -62,6 +62,7 @@ impl Case {
             now: ts("2026-12-02T10:00:00Z"),
             instant: self.instant,
             drift_check_floor: FLOOR,
+            min_rotation_cooldown: Duration::ZERO,
         }
     }
 

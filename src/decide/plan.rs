@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    rotation::{RotateRequest, RotationStep, decide_rotation},
+    rotation::{RotateRequest, RotationStep, decide_rotation, duration_text},
     witness::AccountClock,
 };
 use crate::{
@@ -23,13 +23,15 @@ pub struct AccountPlan {
 }
 
 /// Plans the account writes from the spec, what status recorded, the rotate
-/// request, the account as just read and the account's clock.
+/// request, the account as just read, the account's clock and the operator's
+/// minimum rotation cooldown.
 pub fn plan_account(
     spec: &AccessKeyPolicySpec,
     status: &AccessKeyPolicyStatus,
     request: Option<&RotateRequest>,
     account: &AccountKeyConfig,
     clock: AccountClock,
+    min_cooldown: Duration,
 ) -> AccountPlan {
     let wanted = i64::from(spec.key_rotation_interval_days);
     let update_interval = (spec.management_policy == ManagementPolicy::Manage
@@ -40,7 +42,7 @@ pub fn plan_account(
     } else {
         None
     };
-    let cooldown: Duration = spec.rotation_cooldown.as_duration();
+    let cooldown = effective_cooldown(spec, min_cooldown);
     AccountPlan {
         update_interval,
         rotation: decide_rotation(
@@ -53,6 +55,23 @@ pub fn plan_account(
         ),
         capture_original,
     }
+}
+
+/// The rotation cooldown in force: the policy's, held to the operator's minimum.
+pub fn effective_cooldown(spec: &AccessKeyPolicySpec, min_cooldown: Duration) -> Duration {
+    spec.rotation_cooldown.as_duration().max(min_cooldown)
+}
+
+/// What the Ready message adds when the policy asks for a shorter cooldown
+/// than the operator allows.
+pub fn cooldown_note(spec: &AccessKeyPolicySpec, min_cooldown: Duration) -> Option<String> {
+    (spec.rotation_cooldown.as_duration() < min_cooldown).then(|| {
+        format!(
+            "; rotationCooldown {} is below the operator's minimum, so on-demand rotations are held to {} (--min-rotation-cooldown)",
+            spec.rotation_cooldown,
+            duration_text(min_cooldown)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +107,7 @@ mod tests {
             None,
             &account(Some(42)),
             now,
+            Duration::ZERO,
         );
         assert_eq!(differs.update_interval, Some(30));
         assert_eq!(differs.capture_original, Some(42));
@@ -97,6 +117,7 @@ mod tests {
             None,
             &account(Some(30)),
             now,
+            Duration::ZERO,
         );
         assert_eq!(same.update_interval, None);
         let unknown = plan_account(
@@ -105,6 +126,7 @@ mod tests {
             None,
             &account(None),
             now,
+            Duration::ZERO,
         );
         assert_eq!(
             unknown.update_interval,
@@ -129,6 +151,7 @@ mod tests {
             Some(&request),
             &account(Some(42)),
             now,
+            Duration::ZERO,
         );
         assert_eq!(plan.update_interval, None);
         assert!(matches!(plan.rotation, RotationStep::Refuse { .. }));
@@ -150,7 +173,59 @@ mod tests {
             None,
             &account(Some(30)),
             now,
+            Duration::ZERO,
         );
         assert_eq!(plan.capture_original, None);
+    }
+
+    #[test]
+    fn a_cooldown_below_the_operators_minimum_is_held_to_it() {
+        let now = AccountClock {
+            served_at: None,
+            operator_now: "2026-10-02T00:00:00Z".parse().expect("ts"),
+        };
+        let week = Duration::from_secs(168 * 3600);
+        let asking = |cooldown: &str| {
+            fixtures::spec(
+                serde_json::json!({"keyRotationIntervalDays": 30, "rotationCooldown": cooldown}),
+            )
+        };
+        let request = RotateRequest {
+            value: "r1".into(),
+            force: false,
+        };
+        let plan = |spec: &AccessKeyPolicySpec, min| {
+            plan_account(
+                spec,
+                &AccessKeyPolicyStatus::default(),
+                Some(&request),
+                &account(Some(30)),
+                now,
+                min,
+            )
+            .rotation
+        };
+        // A day after the last rotation: `0s` would rotate, the minimum refuses.
+        assert!(matches!(
+            plan(&asking("0s"), Duration::ZERO),
+            RotationStep::Begin { .. }
+        ));
+        let held = plan(&asking("0s"), week);
+        let RotationStep::Refuse { message, .. } = &held else {
+            panic!("expected a refusal, got {held:?}");
+        };
+        assert!(message.contains("cooldown of 168h"), "{message}");
+        assert_eq!(effective_cooldown(&asking("1h"), week), week);
+        assert_eq!(
+            effective_cooldown(&asking("720h"), week),
+            30 * 24 * Duration::from_secs(3600)
+        );
+        let note = cooldown_note(&asking("1h"), week).expect("a note");
+        assert!(
+            note.contains("rotationCooldown 1h") && note.contains("168h"),
+            "{note}"
+        );
+        assert_eq!(cooldown_note(&asking("168h"), week), None);
+        assert_eq!(cooldown_note(&asking("0s"), Duration::ZERO), None);
     }
 }

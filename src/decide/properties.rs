@@ -142,7 +142,7 @@ proptest! {
         now in (-60 * DAY * 1_000_000..60 * DAY * 1_000_000).prop_map(at),
     ) {
         let spec = spec(days, ManagementPolicy::Observe, cooldown, false);
-        let plan = plan_account(&spec, &status, request.as_ref(), &account, ours(now));
+        let plan = plan_account(&spec, &status, request.as_ref(), &account, ours(now), Duration::ZERO);
         prop_assert_eq!(plan.update_interval, None);
         prop_assert!(!matches!(plan.rotation, RotationStep::Begin { .. }), "{:?}", plan.rotation);
         if let RotationStep::Refuse { outcome, .. } = &plan.rotation {
@@ -159,7 +159,7 @@ proptest! {
         account in account(),
     ) {
         let spec = spec(days, ManagementPolicy::Manage, 0, false);
-        let plan = plan_account(&spec, &status, request.as_ref(), &account, ours(base_time()));
+        let plan = plan_account(&spec, &status, request.as_ref(), &account, ours(base_time()), Duration::ZERO);
         let differs = account.key_rotation_interval_days != Some(i64::from(days));
         prop_assert_eq!(plan.update_interval, differs.then_some(i64::from(days)));
     }
@@ -177,8 +177,8 @@ proptest! {
         request in request(),
         account in account(),
     ) {
-        let active = plan_account(&spec(days, mode, cooldown, false), &status, request.as_ref(), &account, ours(base_time()));
-        let suspended = plan_account(&spec(days, mode, cooldown, true), &status, request.as_ref(), &account, ours(base_time()));
+        let active = plan_account(&spec(days, mode, cooldown, false), &status, request.as_ref(), &account, ours(base_time()), Duration::ZERO);
+        let suspended = plan_account(&spec(days, mode, cooldown, true), &status, request.as_ref(), &account, ours(base_time()), Duration::ZERO);
         prop_assert_eq!(active, suspended);
     }
 
@@ -451,15 +451,18 @@ impl World {
         match event {
             Event::NewRequest { force } => {
                 self.next_value += 1;
+                let value = format!("request-{}", self.next_value);
                 self.annotations.insert(
                     crate::crd::ANNOTATION_ROTATE_REQUESTED_AT.to_owned(),
-                    format!("request-{}", self.next_value),
+                    value.clone(),
                 );
-                let force = if *force { "true" } else { "false" };
-                self.annotations.insert(
-                    crate::crd::ANNOTATION_ROTATE_FORCE.to_owned(),
-                    force.to_owned(),
-                );
+                // A forced request carries its own value as the force token;
+                // a plain one leaves the earlier token in place (as Git would),
+                // which must not force it.
+                if *force {
+                    self.annotations
+                        .insert(crate::crd::ANNOTATION_ROTATE_FORCE.to_owned(), value);
+                }
             }
             Event::ClearRequest => {
                 self.annotations
@@ -499,6 +502,7 @@ impl World {
             now: self.now.checked_add(self.skew).expect("in range"),
             instant: std::time::Instant::now(),
             drift_check_floor: Duration::from_secs(1),
+            min_rotation_cooldown: Duration::ZERO,
         };
         let first = decide_pass(&input, None);
         assert!(

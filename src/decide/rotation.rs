@@ -3,22 +3,29 @@
 //! account has moved past was rotated, whatever happened to the operator since.
 //! [`super::witness`] keeps that comparison sound at any reported precision.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
 use super::witness::{AccountClock, canonical, hold_before_rotating, rotated_since};
 use crate::crd::{
     ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicyStatus,
-    ManagementPolicy, RotateOutcome,
+    MAX_ROTATE_REQUEST_CHARS, ManagementPolicy, RotateOutcome,
 };
+
+/// How many characters of an over-long request value its stand-in in status keeps.
+const STAND_IN_PREFIX_CHARS: usize = 64;
 
 /// A rotate request read from the policy's annotations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateRequest {
-    /// The annotation value; any new value is one request.
+    /// The annotation value; any new value is one request. The cache keeps
+    /// at most [`MAX_ROTATE_REQUEST_CHARS`] + 1 characters of it, enough to
+    /// see that a value is too long.
     pub value: String,
-    /// `keyrotor.dev/rotate-force: "true"` skips the cooldown.
+    /// `keyrotor.dev/rotate-force` equals this request's value: skip the
+    /// cooldown for this request only (a force left from an earlier request
+    /// never forces a later one, as Flux's `forceAt`).
     pub force: bool,
 }
 
@@ -31,10 +38,41 @@ impl RotateRequest {
         }
         Some(Self {
             value: value.clone(),
-            force: annotations
-                .get(ANNOTATION_ROTATE_FORCE)
-                .is_some_and(|f| f.eq_ignore_ascii_case("true")),
+            force: annotations.get(ANNOTATION_ROTATE_FORCE) == Some(value),
         })
+    }
+
+    /// Longer than [`MAX_ROTATE_REQUEST_CHARS`]: an invalid request, never rotated.
+    pub fn too_long(&self) -> bool {
+        self.value.chars().count() > MAX_ROTATE_REQUEST_CHARS
+    }
+
+    /// The value status records for this request (`lastHandledRotateRequest`):
+    /// the value itself, or for an over-long one a stand-in within the
+    /// status field's own limit, so the refusal is recorded once and a
+    /// corrected (shorter) value is a new request.
+    pub fn recorded(&self) -> Cow<'_, str> {
+        if !self.too_long() {
+            return Cow::Borrowed(&self.value);
+        }
+        let prefix: String = self.value.chars().take(STAND_IN_PREFIX_CHARS).collect();
+        Cow::Owned(format!(
+            "{prefix}… (invalid: longer than {MAX_ROTATE_REQUEST_CHARS} characters)"
+        ))
+    }
+}
+
+/// Writes a whole duration the way the spec does (`168h`, `90m`, `45s`), for messages.
+pub fn duration_text(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        format!("{}ms", duration.as_millis())
+    } else if secs != 0 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs != 0 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
     }
 }
 
@@ -45,9 +83,9 @@ pub enum RotationStep {
     Idle,
     /// Record a refusal as the request's outcome.
     Refuse {
-        /// The request value.
+        /// The request value (as status records it).
         request: String,
-        /// `RefusedCooldown` or `RefusedObserveOnly`.
+        /// `RefusedCooldown`, `RefusedObserveOnly`, or `Failed` for an invalid value.
         outcome: RotateOutcome,
         /// What the user can do about it.
         message: String,
@@ -76,7 +114,8 @@ pub enum RotationStep {
 
 /// Decides the rotation step from the request, what status recorded, what
 /// the account says now and the account's clock (cooldown and the witness are
-/// judged on the account's clock, not the operator's).
+/// judged on the account's clock, not the operator's). `cooldown` is the one
+/// in force: the policy's, held to the operator's minimum.
 pub fn decide_rotation(
     request: Option<&RotateRequest>,
     status: &AccessKeyPolicyStatus,
@@ -88,8 +127,18 @@ pub fn decide_rotation(
     let Some(request) = request else {
         return RotationStep::Idle;
     };
-    if status.last_handled_rotate_request.as_deref() == Some(request.value.as_str()) {
+    if status.last_handled_rotate_request.as_deref() == Some(request.recorded().as_ref()) {
         return RotationStep::Idle;
+    }
+    if request.too_long() {
+        return RotationStep::Refuse {
+            request: request.recorded().into_owned(),
+            outcome: RotateOutcome::Failed,
+            message: format!(
+                "rotate request refused: the {ANNOTATION_ROTATE_REQUESTED_AT} value is longer than {MAX_ROTATE_REQUEST_CHARS} characters; \
+                 use a short value such as an RFC 3339 timestamp (nothing was rotated)"
+            ),
+        };
     }
     // A pending request the account shows rotated is done; one it does not show
     // goes through the checks below again (the mode may have changed).
@@ -126,8 +175,11 @@ pub fn decide_rotation(
                 request: request.value.clone(),
                 outcome: RotateOutcome::RefusedCooldown,
                 message: format!(
-                    "rotation refused: the key was last rotated at {last}, inside the rotationCooldown; \
-                     a rotation is allowed after {allowed_at}, or set annotation {ANNOTATION_ROTATE_FORCE}: \"true\" to rotate now"
+                    "rotation refused: the key was last rotated at {last}, inside the cooldown of {}; \
+                     a rotation is allowed after {allowed_at}, or make a new request with annotation \
+                     {ANNOTATION_ROTATE_FORCE} set to the same value as {ANNOTATION_ROTATE_REQUESTED_AT} \
+                     (kubectl keyrotor rotate --force) to rotate now",
+                    duration_text(cooldown)
                 ),
             };
         }
@@ -208,11 +260,116 @@ mod tests {
             RotateRequest::from_annotations(&annotations),
             Some(request("r1", false))
         );
-        annotations.insert(ANNOTATION_ROTATE_FORCE.to_owned(), "True".into());
+        // "true" (the old form) no longer forces; only the request's own value does.
+        for stale in ["true", "True", "r0", "r1 ", ""] {
+            annotations.insert(ANNOTATION_ROTATE_FORCE.to_owned(), stale.into());
+            assert_eq!(
+                RotateRequest::from_annotations(&annotations),
+                Some(request("r1", false)),
+                "{stale:?}"
+            );
+        }
+        annotations.insert(ANNOTATION_ROTATE_FORCE.to_owned(), "r1".into());
         assert_eq!(
             RotateRequest::from_annotations(&annotations),
             Some(request("r1", true))
         );
+        // The next request with the force of the one before is not forced.
+        annotations.insert(ANNOTATION_ROTATE_REQUESTED_AT.to_owned(), "r2".into());
+        assert_eq!(
+            RotateRequest::from_annotations(&annotations),
+            Some(request("r2", false))
+        );
+    }
+
+    #[test]
+    fn a_force_left_from_an_earlier_request_does_not_skip_the_cooldown() {
+        let mut annotations = BTreeMap::from([
+            (ANNOTATION_ROTATE_REQUESTED_AT.to_owned(), "r2".to_owned()),
+            (ANNOTATION_ROTATE_FORCE.to_owned(), "r1".to_owned()),
+        ]);
+        let decide = |annotations: &BTreeMap<String, String>| {
+            decide_rotation(
+                RotateRequest::from_annotations(annotations).as_ref(),
+                &handled("r1"),
+                ManagementPolicy::Manage,
+                WEEK,
+                Some(ts("2026-11-25T00:00:00Z")),
+                at("2026-11-26T10:00:00Z"),
+            )
+        };
+        assert!(matches!(
+            decide(&annotations),
+            RotationStep::Refuse {
+                outcome: RotateOutcome::RefusedCooldown,
+                ..
+            }
+        ));
+        annotations.insert(ANNOTATION_ROTATE_FORCE.to_owned(), "r2".to_owned());
+        assert!(matches!(decide(&annotations), RotationStep::Begin { .. }));
+    }
+
+    #[test]
+    fn a_request_longer_than_253_characters_is_refused_as_invalid_once() {
+        let longest = "x".repeat(MAX_ROTATE_REQUEST_CHARS);
+        assert!(!request(&longest, false).too_long());
+        assert_eq!(request(&longest, false).recorded(), longest.as_str());
+        // Characters, not bytes: 253 Cyrillic letters are 506 bytes and valid.
+        assert!(!request(&"я".repeat(MAX_ROTATE_REQUEST_CHARS), false).too_long());
+        let over = request(&"x".repeat(MAX_ROTATE_REQUEST_CHARS + 1), true);
+        assert!(over.too_long());
+        let recorded = over.recorded().into_owned();
+        assert!(
+            recorded.chars().count() <= MAX_ROTATE_REQUEST_CHARS,
+            "{recorded}"
+        );
+        assert!(recorded.contains("invalid"), "{recorded}");
+        let decide = |status: &AccessKeyPolicyStatus| {
+            decide_rotation(
+                Some(&over),
+                status,
+                ManagementPolicy::Manage,
+                Duration::ZERO,
+                None,
+                at("2026-11-26T10:00:00Z"),
+            )
+        };
+        let step = decide(&Default::default());
+        let RotationStep::Refuse {
+            request: value,
+            outcome,
+            message,
+        } = step
+        else {
+            panic!("expected a refusal, got {step:?}");
+        };
+        assert_eq!(value, recorded);
+        assert_eq!(outcome, RotateOutcome::Failed);
+        assert!(message.contains("longer than 253"), "{message}");
+        assert!(!message.contains(&over.value), "the value is not repeated");
+        // Recorded once: the next pass is idle; a corrected value is a new request.
+        assert_eq!(decide(&handled(&recorded)), RotationStep::Idle);
+        let corrected = request(&longest, false);
+        assert!(matches!(
+            decide_rotation(
+                Some(&corrected),
+                &handled(&recorded),
+                ManagementPolicy::Manage,
+                Duration::ZERO,
+                None,
+                at("2026-11-26T10:00:00Z"),
+            ),
+            RotationStep::Begin { .. }
+        ));
+    }
+
+    #[test]
+    fn durations_are_written_as_the_spec_would() {
+        assert_eq!(duration_text(WEEK), "168h");
+        assert_eq!(duration_text(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(duration_text(Duration::from_secs(45)), "45s");
+        assert_eq!(duration_text(Duration::ZERO), "0s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]
@@ -376,7 +533,9 @@ mod tests {
         };
         assert_eq!(outcome, RotateOutcome::RefusedCooldown);
         assert!(message.contains("2026-12-02T00:00:00Z"), "{message}");
+        assert!(message.contains("cooldown of 168h"), "{message}");
         assert!(message.contains(ANNOTATION_ROTATE_FORCE), "{message}");
+        assert!(!message.contains("\"true\""), "{message}");
     }
 
     #[test]

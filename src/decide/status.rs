@@ -7,7 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::witness::canonical;
 use crate::{
     cloudflare::AccountKeyConfig,
-    crd::{AccessKeyPolicyStatus, ConditionType, ReadyReason, SyncedReason},
+    crd::{
+        AccessKeyPolicyStatus, ConditionType, MAX_STATUS_MESSAGE_CHARS, ReadyReason, SyncedReason,
+    },
 };
 
 /// Sets one condition. `lastTransitionTime` moves only when the status flips,
@@ -32,7 +34,8 @@ pub fn set_condition(
         type_: kind.as_str().to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
-        message: message.to_owned(),
+        // The schema's limit: a longer message would make the whole status write fail.
+        message: message.chars().take(MAX_STATUS_MESSAGE_CHARS).collect(),
         observed_generation: generation,
         last_transition_time: transition,
     };

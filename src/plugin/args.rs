@@ -57,7 +57,8 @@ pub struct RotateArgs {
     /// With --all or -l: look in every namespace.
     #[arg(short = 'A', long, conflicts_with = "name")]
     pub all_namespaces: bool,
-    /// Skip the policy's rotationCooldown for this request (sets keyrotor.dev/rotate-force).
+    /// Skip the policy's rotationCooldown for this request only (sets
+    /// keyrotor.dev/rotate-force to the request's value).
     #[arg(long)]
     pub force: bool,
     /// Wait until the operator has handled the request and print its outcome.

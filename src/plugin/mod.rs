@@ -2,7 +2,8 @@
 //! rotations (`rotate`) and shows the policies' rotation state (`status`).
 //!
 //! The plugin only writes the `keyrotor.dev/rotate-requested-at` and
-//! `keyrotor.dev/rotate-force` annotations and reads status; the operator does
+//! `keyrotor.dev/rotate-force` annotations (a forced request sets both to the
+//! same value) and reads status; the operator does
 //! the rotation, so the exactly-once guarantee stays the operator's.
 
 mod args;

@@ -32,10 +32,12 @@ impl RequestClock {
     }
 }
 
-/// The merge patch for one request. Without `force` the force annotation is
-/// removed (`null`), so a force left from an earlier request is never reused.
+/// The merge patch for one request. With `force` the force annotation gets
+/// the request's own value (the operator forces a request only when the two
+/// are equal, so the token cannot force a later request); without it the
+/// force annotation is removed (`null`), which keeps the object tidy.
 pub fn rotate_patch(value: &str, force: bool) -> Value {
-    let force_value = if force { json!("true") } else { Value::Null };
+    let force_value = if force { json!(value) } else { Value::Null };
     json!({
         "metadata": {
             "annotations": {
@@ -85,12 +87,12 @@ mod tests {
     }
 
     #[test]
-    fn a_forced_request_sets_force_and_a_plain_one_clears_it() {
+    fn a_forced_request_sets_force_to_its_own_value_and_a_plain_one_clears_it() {
         assert_eq!(
             rotate_patch("v1", true),
             json!({"metadata": {"annotations": {
                 "keyrotor.dev/rotate-requested-at": "v1",
-                "keyrotor.dev/rotate-force": "true",
+                "keyrotor.dev/rotate-force": "v1",
             }}})
         );
         assert_eq!(

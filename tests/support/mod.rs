@@ -40,7 +40,8 @@ pub const EMAIL: &str = "keyholder-secret@example.com";
 pub const WAIT: Duration = Duration::from_secs(30);
 /// The annotation that asks for a rotation (written as a user would).
 pub const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
-/// The annotation that skips the cooldown for the request.
+/// The annotation that skips the cooldown for the request whose value it
+/// equals (set it to the same value as [`ROTATE`]).
 pub const FORCE: &str = "keyrotor.dev/rotate-force";
 
 /// One test's world: a namespace, a simulator and (once started) an operator.
@@ -89,8 +90,9 @@ impl Scenario {
     }
 
     /// The flags every test operator gets: this namespace (watched, and holding
-    /// the account claims), the simulator, a 1 s
-    /// drift floor, fast retries and a metrics port of its own.
+    /// the account claims), the simulator, a 1 s drift floor, no rotation
+    /// cooldown minimum (tests rotate within seconds), fast retries and a
+    /// metrics port of its own.
     pub fn base_operator_args(&self) -> Vec<String> {
         [
             "run",
@@ -103,6 +105,8 @@ impl Scenario {
             &self.namespace,
             "--drift-check-floor",
             "1s",
+            "--min-rotation-cooldown",
+            "0s",
             "--retry-base-delay",
             "20ms",
             "--log-level",

@@ -1,6 +1,7 @@
 -- Argo CD action "rotate-force": asks the operator for one key rotation by
 -- giving keyrotor.dev/rotate-requested-at a new value, and sets
--- keyrotor.dev/rotate-force: "true" so the rotation cooldown is skipped.
+-- keyrotor.dev/rotate-force to the same value so the rotation cooldown is
+-- skipped for this request only (a force token never forces a later request).
 -- Argo CD provides os only through require, with os.date and os.time.
 local os = require("os")
 
@@ -21,5 +22,5 @@ while value == previous do
 end
 
 annotations["keyrotor.dev/rotate-requested-at"] = value
-annotations["keyrotor.dev/rotate-force"] = "true"
+annotations["keyrotor.dev/rotate-force"] = value
 return obj

@@ -1,7 +1,7 @@
 -- Argo CD action "rotate": asks the operator for one key rotation by giving
 -- keyrotor.dev/rotate-requested-at a new value (any new value is one request).
--- The force annotation is removed, so a force left by an earlier request is
--- never reused; the cooldown applies.
+-- The force annotation is removed (a force token left by an earlier request
+-- would not force this one anyway); the cooldown applies.
 -- Argo CD provides os only through require, with os.date and os.time.
 local os = require("os")
 
