@@ -18,8 +18,8 @@ use crate::crd::{
 };
 
 /// Drops what the operator never reads before a policy enters the cache:
-/// managedFields, labels (the label selector is applied by the API server)
-/// and every annotation but the two rotate annotations (kubectl's
+/// managedFields, labels (the label selector is applied by the API server),
+/// ownerReferences and every annotation but the two rotate annotations (kubectl's
 /// last-applied-configuration, or any `keyrotor.dev/` annotation a tenant
 /// pads to 256 KiB, would otherwise stay in memory for every policy). Those
 /// two keep at most one character more than a valid value may have, enough
@@ -31,6 +31,7 @@ pub fn slim(policy: &mut AccessKeyPolicy) {
     let meta = &mut policy.metadata;
     meta.managed_fields = None;
     meta.labels = None;
+    meta.owner_references = None;
     if let Some(mut annotations) = meta.annotations.take() {
         let kept: BTreeMap<String, String> =
             [ANNOTATION_ROTATE_REQUESTED_AT, ANNOTATION_ROTATE_FORCE]
@@ -170,6 +171,7 @@ mod tests {
             "creationTimestamp": "2026-11-26T00:00:00Z",
             "finalizers": ["keyrotor.dev/restore"],
             "labels": {"app.kubernetes.io/instance": "prod"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "u-0"}],
             "annotations": {
                 "keyrotor.dev/rotate-requested-at": "r1",
                 "keyrotor.dev/rotate-force": "r1",
@@ -203,6 +205,7 @@ mod tests {
             ]
         );
         assert!(p.metadata.labels.is_none());
+        assert!(p.metadata.owner_references.is_none());
         assert!(p.metadata.managed_fields.is_none());
     }
 
