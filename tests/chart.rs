@@ -260,6 +260,7 @@ async fn bad_values_are_rejected_by_the_schema_naming_the_value() {
         ("resources.limits.memory=-1Gi", "resources.limits.memory"),
         ("resources.requests.cpu=-5", "resources.requests.cpu"),
         ("driftCheckFloor=soon", "driftCheckFloor"),
+        ("minRotationCooldown=a-week", "minRotationCooldown"),
         ("concurrency=0", "concurrency"),
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
         ("unknownValue=1", "unknownValue"),

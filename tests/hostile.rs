@@ -279,11 +279,12 @@ async fn broken_secrets_each_give_their_exact_reason_and_no_cloudflare_call() {
         .await;
         accounts.push(account);
     }
-    // A reference to a Secret that does not exist, by an odd but schema-valid name.
+    // A reference to a Secret that does not exist, by an odd but schema-valid
+    // (DNS-1123 subdomain) name.
     let missing_account = account_for(&s, 150);
     s.create_policy(
         "odd-ref",
-        json!({"accountId": missing_account, "credentialsRef": {"name": "No_Such.Secret"}}),
+        json!({"accountId": missing_account, "credentialsRef": {"name": "no-such.secret-0"}}),
     )
     .await;
 
@@ -304,7 +305,7 @@ async fn broken_secrets_each_give_their_exact_reason_and_no_cloudflare_call() {
     assert_eq!(
         ready_message(&p),
         format!(
-            "Secret No_Such.Secret not found in namespace {}; create it with key apiToken (or apiKey and email)",
+            "Secret no-such.secret-0 not found in namespace {}; create it with key apiToken (or apiKey and email)",
             s.namespace
         )
     );
@@ -1039,11 +1040,17 @@ async fn a_zero_cooldown_is_held_to_the_operators_minimum() {
         Some(RotateOutcome::RefusedCooldown)
     );
     assert_eq!(s.calls("POST").len(), 1);
-    let events = s.events("p").await;
-    assert!(
+    // The event follows the status write.
+    let refused = |events: &[(String, String)]| {
         events
             .iter()
-            .any(|(reason, note)| reason == "RotationRefused" && note.contains("cooldown of 168h")),
-        "{events:?}"
-    );
+            .any(|(reason, note)| reason == "RotationRefused" && note.contains("cooldown of 168h"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = s.events("p").await;
+    while !refused(&events) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events = s.events("p").await;
+    }
+    assert!(refused(&events), "{events:?}");
 }
