@@ -159,8 +159,11 @@ async fn every_value_set_renders_and_is_accepted_by_the_api_server() {
                 "Deployment",
                 "Service",
                 "ServiceAccount",
+                // Leases in the release namespace: the account claims.
+                "Role",
+                "RoleBinding",
             ],
-            vec!["Role", "PodDisruptionBudget", "ServiceMonitor"],
+            vec!["PodDisruptionBudget", "ServiceMonitor"],
         ),
         (
             "namespaced",
