@@ -10,6 +10,7 @@ use keyrotor::{
     decide::witness::canonical,
 };
 use keyrotor_cloudflare_sim::{Faults, Force429};
+use kube::ResourceExt;
 use serde_json::json;
 use support::{ACCOUNT, API_KEY, EMAIL, Scenario, TOKEN, condition, is_ready};
 
@@ -518,6 +519,65 @@ async fn an_operator_killed_around_the_post_never_rotates_twice() {
         2,
         "exactly one POST per request value"
     );
+}
+
+/// The cache keeps only our finalizer; adding and removing it must leave
+/// everybody else's in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_finalizers_stay_when_ours_comes_and_goes() {
+    let s = ready_scenario("finalizers").await;
+    let hold = "example.com/hold";
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    s.policies()
+        .patch(
+            "p",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"finalizers": [hold]}})),
+        )
+        .await
+        .expect("add a finalizer");
+    s.patch_spec("p", json!({"deletionPolicy": "Restore"}))
+        .await;
+    let p = s
+        .wait_for("p", "ours added beside the other", |p| {
+            p.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+        })
+        .await;
+    assert_eq!(p.finalizers(), [hold, FINALIZER]);
+    s.policies()
+        .delete("p", &Default::default())
+        .await
+        .expect("delete");
+    let p = s
+        .wait_for("p", "ours removed, the other kept", |p| {
+            p.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().all(|f| f != FINALIZER))
+        })
+        .await;
+    assert_eq!(p.finalizers(), [hold]);
+    assert_eq!(
+        s.sim()
+            .account(ACCOUNT)
+            .expect("account")
+            .key_rotation_interval_days,
+        42,
+        "restored on deletion"
+    );
+    s.policies()
+        .patch(
+            "p",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("drop the other finalizer");
+    s.wait_gone("p").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

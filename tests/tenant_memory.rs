@@ -1,6 +1,7 @@
 //! A tenant cannot crash the shared operator with memory: 400 policies in a
 //! hostile namespace, each padded with a ~250 KiB `keyrotor.dev/pad`
-//! annotation (the API server's limit for all annotations is 256 KiB), and
+//! annotation (the API server's limit for all annotations is 256 KiB) and
+//! ~250 KiB of finalizers (which have no such limit), and
 //! the operator, watching every namespace, keeps its peak RSS (`VmHWM`) under
 //! the chart's 128 MiB limit through start-up and a restart, while the other
 //! tenants' policies are Ready and rotate.
@@ -21,6 +22,18 @@ const CHART_LIMIT_KIB: u64 = 128 * 1024;
 const HOSTILE_POLICIES: usize = 400;
 /// The pad on each: the API server allows 256 KiB of annotations in all.
 const PAD_BYTES: usize = 250 * 1024;
+/// And as many bytes of finalizers (no limit but the object's 1.5 MiB).
+const FINALIZER_BYTES: usize = 250 * 1024;
+
+/// Finalizers adding up to [`FINALIZER_BYTES`]: qualified names of 259
+/// characters (a 195-character DNS prefix and a 63-character name).
+fn padding_finalizers() -> Vec<String> {
+    let label = "x".repeat(63);
+    let prefix = format!("{label}.{label}.{label}.com");
+    (0..FINALIZER_BYTES / (prefix.len() + 64))
+        .map(|i| format!("{prefix}/f{i:0>62}"))
+        .collect()
+}
 
 /// The peak resident set size of `pid` in KiB (`VmHWM` in `/proc/PID/status`).
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -36,6 +49,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn flood(s: &Scenario, namespace: &str) {
     let api: Api<AccessKeyPolicy> = Api::namespaced(s.client.clone(), namespace);
     let pad = "p".repeat(PAD_BYTES);
+    let finalizers = padding_finalizers();
     stream::iter(0..HOSTILE_POLICIES)
         .map(|n| {
             let api = api.clone();
@@ -44,6 +58,7 @@ async fn flood(s: &Scenario, namespace: &str) {
                 "metadata": {
                     "name": format!("pad-{n:03}"),
                     "annotations": {"keyrotor.dev/pad": pad},
+                    "finalizers": finalizers,
                 },
                 "spec": {
                     "accountId": format!("{:032x}", 0xbad0_0000_u64 + n as u64),
@@ -62,7 +77,7 @@ async fn flood(s: &Scenario, namespace: &str) {
 
 /// How long the other tenants may wait: their passes queue behind the 400
 /// hostile ones (fair sharing of the workers is not what this test measures).
-const OTHERS_WAIT: Duration = Duration::from_secs(90);
+const OTHERS_WAIT: Duration = Duration::from_secs(240);
 
 /// Waits (by watching) until `check` holds for policy `name`, at most [`OTHERS_WAIT`].
 async fn wait_long(
@@ -99,7 +114,7 @@ async fn others_ready_and_rotated(s: &Scenario, names: &[&str], request: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_padded_annotation_flood_stays_under_the_chart_memory_limit() {
+async fn a_padded_annotation_and_finalizer_flood_stays_under_the_chart_memory_limit() {
     let mut s = Scenario::new("tenant-mem").await;
     let hostile = s
         .plane

@@ -13,13 +13,13 @@ use kube::{
 };
 
 use crate::crd::{
-    ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy,
+    ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy, FINALIZER,
     MAX_ROTATE_REQUEST_CHARS,
 };
 
 /// Drops what the operator never reads before a policy enters the cache:
 /// managedFields, labels (the label selector is applied by the API server),
-/// ownerReferences and every annotation but the two rotate annotations (kubectl's
+/// ownerReferences, every finalizer but ours and every annotation but the two rotate annotations (kubectl's
 /// last-applied-configuration, or any `keyrotor.dev/` annotation a tenant
 /// pads to 256 KiB, would otherwise stay in memory for every policy). Those
 /// two keep at most one character more than a valid value may have, enough
@@ -32,6 +32,15 @@ pub fn slim(policy: &mut AccessKeyPolicy) {
     meta.managed_fields = None;
     meta.labels = None;
     meta.owner_references = None;
+    // Only ours: other finalizers are read fresh when ours is added or removed
+    // (`finalize::set_finalizer`), so a tenant's megabyte of finalizers is
+    // never kept for every policy.
+    if let Some(finalizers) = meta.finalizers.as_mut() {
+        finalizers.retain(|f| f == FINALIZER);
+        if finalizers.is_empty() {
+            meta.finalizers = None;
+        }
+    }
     if let Some(mut annotations) = meta.annotations.take() {
         let kept: BTreeMap<String, String> =
             [ANNOTATION_ROTATE_REQUESTED_AT, ANNOTATION_ROTATE_FORCE]
@@ -238,6 +247,19 @@ mod tests {
         // A deleted policy is forgotten.
         writes.forget(&at("7"));
         assert_eq!(writes.len(), 0);
+    }
+
+    #[test]
+    fn slim_keeps_only_our_finalizer() {
+        let many: Vec<String> = (0..1000).map(|i| format!("example.com/f{i}")).collect();
+        let mut theirs = policy(json!({"name": "p", "finalizers": many}));
+        slim(&mut theirs);
+        assert!(theirs.metadata.finalizers.is_none());
+        let mut both = policy(
+            json!({"name": "p", "finalizers": ["example.com/a", FINALIZER, "example.com/b"]}),
+        );
+        slim(&mut both);
+        assert_eq!(both.finalizers(), [FINALIZER]);
     }
 
     #[test]

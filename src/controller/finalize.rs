@@ -29,11 +29,7 @@ pub(super) async fn ensure_finalizer(
     if want == has {
         return Ok(None);
     }
-    let mut finalizers = without_ours(policy);
-    if want {
-        finalizers.push(FINALIZER.to_owned());
-    }
-    set_finalizers(policy, api, finalizers).await.map(Some)
+    set_finalizer(policy, api, want).await.map(Some)
 }
 
 /// Deletion: with `Restore`, put the original interval back, then release the object.
@@ -66,7 +62,7 @@ pub(super) async fn finalize(
             },
         );
     }
-    set_finalizers(policy, api, without_ours(policy)).await?;
+    set_finalizer(policy, api, false).await?;
     release_claim(ctx, policy, namespace).await;
     if let Some(Release::Now(reason, note)) = release {
         publish_events(ctx, policy, vec![(reason, note)]).await;
@@ -83,25 +79,33 @@ pub(super) async fn release_claim(ctx: &Context, policy: &AccessKeyPolicy, names
     }
 }
 
-fn without_ours(policy: &AccessKeyPolicy) -> Vec<String> {
-    policy
+/// Sets our finalizer's presence on the stored object. The cache keeps only
+/// our finalizer (`cached::slim`), so the full list is read fresh; the write
+/// carries that read's resourceVersion, and a read newer than the cached copy
+/// the pass decided on is a stale cache (the pass runs again on the new one).
+async fn set_finalizer(
+    policy: &AccessKeyPolicy,
+    api: &Api<AccessKeyPolicy>,
+    ours: bool,
+) -> Result<String, ReconcileError> {
+    let stored = api.get(&policy.name_any()).await?;
+    if stored.resource_version() != policy.resource_version() {
+        return Err(ReconcileError::StaleCache);
+    }
+    let mut finalizers: Vec<String> = stored
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
-        .collect()
-}
-
-async fn set_finalizers(
-    policy: &AccessKeyPolicy,
-    api: &Api<AccessKeyPolicy>,
-    finalizers: Vec<String>,
-) -> Result<String, ReconcileError> {
+        .collect();
+    if ours {
+        finalizers.push(FINALIZER.to_owned());
+    }
     // The resourceVersion makes this fail rather than overwrite someone else's finalizer change.
     let patch = json!({
         "metadata": {
             "finalizers": finalizers,
-            "resourceVersion": policy.resource_version(),
+            "resourceVersion": stored.resource_version(),
         }
     });
     let updated = api
