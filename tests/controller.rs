@@ -194,13 +194,14 @@ async fn suspend_makes_no_calls_and_unsuspend_reconciles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_secret_makes_no_call_and_a_created_one_is_picked_up() {
     let mut s = Scenario::new("nosecret").await;
-    s.start_operator();
+    s.start_operator_with(&["--watch-secrets", "true"], &[]);
     s.create_policy("p", json!({"driftCheckInterval": "1h"}))
         .await;
     let p = s.wait_ready_reason("p", "SecretNotFound").await;
     assert!(condition(&p, "Ready").is_some_and(|c| c.message.contains("cloudflare-api")));
     assert!(s.sim().requests().is_empty());
-    // The drift interval is an hour: only the Secret watch can make this quick.
+    // The drift interval is an hour: only the Secret watch (off by default)
+    // can make this quick.
     s.apply_token_secret().await;
     s.wait_for("p", "Ready", is_ready).await;
     let events = s.events("p").await;
@@ -250,7 +251,8 @@ async fn a_refused_token_is_asked_about_less_and_less_until_the_secret_changes()
     let mut s = Scenario::new("backoff").await;
     s.apply_secret("cloudflare-api", &[("apiToken", "tok-WRONG-SECRET")])
         .await;
-    s.start_operator();
+    // With the Secret watch, so that a changed Secret is asked about at once.
+    s.start_operator_with(&["--watch-secrets", "true"], &[]);
     s.create_policy("p", json!({"driftCheckInterval": "1s"}))
         .await;
     s.wait_ready_reason("p", "InvalidCredentials").await;

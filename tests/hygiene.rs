@@ -258,8 +258,12 @@ async fn no_secret_reaches_a_log_event_condition_metric_or_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_is_read_fresh_on_every_reconcile() {
     let mut s = Scenario::new("hygiene-fresh").await;
-    s.start_with_ready_policy(json!({"driftCheckInterval": "1h"}))
+    // With the Secret watch (off by default), so a change starts a pass at once.
+    s.apply_token_secret().await;
+    s.start_operator_with(&["--watch-secrets", "true"], &[]);
+    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
         .await;
+    s.wait_for("p", "Ready", is_ready).await;
     let credentials_since = |s: &Scenario, from: u64| -> Vec<String> {
         s.sim()
             .requests()

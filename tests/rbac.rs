@@ -11,14 +11,17 @@ use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
 use kube::Api;
 use serde_json::json;
 use support::{
-    ACCOUNT, OTHER_ACCOUNT, ROTATE, Scenario, condition, has_handled, is_ready, kubectl_with_input,
+    ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, ROTATE, Scenario, condition, has_handled, is_ready,
+    kubectl_with_input,
 };
 
 /// Renders the chart and applies only its RBAC and ServiceAccount objects.
 fn apply_chart_rbac(s: &Scenario, release_ns: &str, extra: &[&str]) -> String {
     let output = Command::new(s.plane.tools_dir().join("helm"))
         .args(["template", "kr"])
-        .arg(keyrotor_testenv::workspace_root().join("charts/keyrotor"))
+        // This package's chart (not testenv's idea of the workspace, which is
+        // fixed when testenv is built).
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/keyrotor"))
         .args([
             "--namespace",
             release_ns,
@@ -257,4 +260,158 @@ async fn cluster_mode_works_with_the_cluster_role_and_nothing_more() {
         .expect("label");
     s.wait_for("p", "Ready", is_ready).await;
     assert_no_denial(&s);
+}
+
+fn is_forbidden<T>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(status)) if status.code == 403)
+}
+
+/// Waits until the simulator sees an account read made with `credential`;
+/// returns how long that took.
+async fn wait_for_credential_use(s: &Scenario, credential: &str) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if s.sim()
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.credential == credential && r.status == 200)
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < support::WAIT,
+            "the operator never used credential {credential}:\n{}",
+            s.operator_log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replaces the data of Secret `cloudflare-api` in place (same object, new
+/// resourceVersion): from the scenario's token to the legacy global key.
+async fn switch_to_global_key(s: &Scenario) {
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &s.namespace);
+    secrets
+        .patch(
+            "cloudflare-api",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({
+                "data": {"apiToken": null},
+                "stringData": {"apiKey": API_KEY, "email": EMAIL},
+            })),
+        )
+        .await
+        .expect("patch secret");
+}
+
+/// The chart's default RBAC with the operator's own token: Secrets are read by
+/// name only (no list, no watch), and a changed Secret is still used from the
+/// next drift check on, without any Secret watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_secrets_are_only_read_by_name_and_a_changed_one_is_used_at_the_next_drift_check()
+ {
+    let mut s = Scenario::new("rbac-secrets").await;
+    let release_ns = s
+        .plane
+        .create_namespace("rbac-secrets-release")
+        .await
+        .expect("namespace");
+    let watch = format!("watchNamespaces={{{}}}", s.namespace);
+    apply_chart_rbac(&s, &release_ns, &["--set", &watch]);
+    let (kubeconfig, sa_client) = service_account_kubeconfig(&s, &release_ns).await;
+    s.apply_token_secret().await;
+
+    let sa_secrets: Api<Secret> = Api::namespaced(sa_client.clone(), &s.namespace);
+    assert!(
+        sa_secrets.get("cloudflare-api").await.is_ok(),
+        "the operator must read its Secret by name"
+    );
+    assert!(
+        is_forbidden(sa_secrets.list(&Default::default()).await),
+        "the operator's token may list Secrets"
+    );
+    let watch_params = kube::api::WatchParams::default();
+    assert!(
+        is_forbidden(sa_secrets.watch(&watch_params, "0").await.map(|_| ())),
+        "the operator's token may watch Secrets"
+    );
+
+    s.start_operator_with(
+        &[
+            "--leader-election",
+            "true",
+            "--leader-election-namespace",
+            &release_ns,
+            "--claims-namespace",
+            &release_ns,
+            "--identity",
+            "rbac-secrets",
+        ],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    let drift = Duration::from_secs(3);
+    s.create_policy("p", json!({"driftCheckInterval": "3s"}))
+        .await;
+    s.wait_for("p", "Ready", is_ready).await;
+    wait_for_credential_use(&s, "scenario").await;
+    switch_to_global_key(&s).await;
+    let picked_up = wait_for_credential_use(&s, "legacy").await;
+    // One drift check: the interval, its 10 % jitter, and a pass's own time.
+    assert!(
+        picked_up < drift.mul_f64(1.1) + Duration::from_millis(700),
+        "the changed Secret was used after {picked_up:?}\n{}",
+        s.operator_log()
+    );
+    println!("changed Secret used after {picked_up:?} (drift check 3 s, no Secret watch)");
+    assert_no_denial(&s);
+    s.assert_log_has_no_secret();
+}
+
+/// With `secretWatch.enabled=true` the chart grants list/watch on Secrets and
+/// a changed Secret is used at once, long before the next drift check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_secret_watch_enabled_a_changed_secret_is_used_at_once() {
+    let mut s = Scenario::new("rbac-watch").await;
+    let release_ns = s
+        .plane
+        .create_namespace("rbac-watch-release")
+        .await
+        .expect("namespace");
+    let watch = format!("watchNamespaces={{{}}}", s.namespace);
+    apply_chart_rbac(
+        &s,
+        &release_ns,
+        &["--set", &watch, "--set", "secretWatch.enabled=true"],
+    );
+    let (kubeconfig, _) = service_account_kubeconfig(&s, &release_ns).await;
+    s.apply_token_secret().await;
+    s.start_operator_with(
+        &[
+            "--leader-election",
+            "true",
+            "--leader-election-namespace",
+            &release_ns,
+            "--claims-namespace",
+            &release_ns,
+            "--identity",
+            "rbac-watch",
+            "--watch-secrets",
+            "true",
+        ],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
+    s.create_policy("p", json!({"driftCheckInterval": "1h"}))
+        .await;
+    s.wait_for("p", "Ready", is_ready).await;
+    wait_for_credential_use(&s, "scenario").await;
+    switch_to_global_key(&s).await;
+    let picked_up = wait_for_credential_use(&s, "legacy").await;
+    assert!(
+        picked_up < Duration::from_secs(3),
+        "the Secret watch did not start a pass: {picked_up:?}\n{}",
+        s.operator_log()
+    );
+    println!("changed Secret used after {picked_up:?} (drift check 1 h, Secret watch on)");
+    assert_no_denial(&s);
+    s.assert_log_has_no_secret();
 }

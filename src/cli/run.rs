@@ -72,6 +72,11 @@ pub struct RunArgs {
     /// operator deployments can split a cluster; give each its own lease name.
     #[arg(long, env = "KEYROTOR_LABEL_SELECTOR")]
     pub label_selector: Option<String>,
+    /// Watch Secrets (metadata only) so a changed Secret starts a pass at once.
+    /// Off, the operator needs only `get` on Secrets and a changed Secret is
+    /// used from each policy's next drift check (every pass reads it by name).
+    #[arg(long, env = "KEYROTOR_WATCH_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub watch_secrets: bool,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KEYROTOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -282,11 +287,13 @@ impl RunArgs {
             namespaces = ?namespaces,
             label_selector = ?self.label_selector,
             floor = %self.drift_check_floor,
+            watch_secrets = self.watch_secrets,
             "keyrotor starting"
         );
         let options = RunOptions {
             namespaces,
             label_selector: self.label_selector.clone(),
+            watch_secrets: self.watch_secrets,
             concurrency: self.concurrency,
             shutdown: cancelled(&shutdown),
             leadership_gained: leadership.gained(),
@@ -311,7 +318,7 @@ impl RunArgs {
             demand_cache: Default::default(),
             own_writes: Default::default(),
             memory: Default::default(),
-            secret_index: Default::default(),
+            secret_index: Arc::new(controller::SecretIndex::new(self.watch_secrets)),
             claims,
         });
         tokio::pin!(controllers);

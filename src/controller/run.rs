@@ -1,7 +1,7 @@
 //! Wiring: one controller per watched scope (all namespaces, or each listed
 //! one), policies filtered so the operator's own status writes do not
-//! retrigger it, metadata-only watches of Secrets, a full pass whenever this
-//! replica becomes the leader, and graceful shutdown.
+//! retrigger it, metadata-only watches of Secrets (when asked for), a full
+//! pass whenever this replica becomes the leader, and graceful shutdown.
 
 use std::{
     future::Future,
@@ -11,10 +11,11 @@ use std::{
     },
 };
 
-use futures::{Stream, StreamExt, future::join_all};
+use futures::{Stream, StreamExt, TryStreamExt, future::join_all, stream::BoxStream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
+    api::ObjectMeta,
     core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
@@ -31,6 +32,7 @@ use super::{
     context::Context,
     finalize::release_claim,
     reconciler::{error_policy, reconcile},
+    secret_index::SecretIndex,
 };
 use crate::crd::AccessKeyPolicy;
 
@@ -48,6 +50,9 @@ pub struct RunOptions<S, G, R> {
     pub namespaces: Vec<String>,
     /// Only policies matching this label selector.
     pub label_selector: Option<String>,
+    /// Watch Secrets (metadata only) so a changed Secret starts a pass at once;
+    /// otherwise it is read at each policy's next pass.
+    pub watch_secrets: bool,
     /// Reconciles at once, per scope.
     pub concurrency: u16,
     /// Completes when the operator should stop taking work.
@@ -145,22 +150,11 @@ pub async fn run<S, G, R>(
             })
             .applied_objects()
             .predicate_filter(relevant_change, Default::default());
-        let secrets: Api<PartialObjectMeta<Secret>> = scoped_api(&client, &scope);
-        let secret_index = ctx.secret_index.clone();
-        let secret_events = watcher(secrets, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .touched_objects()
-            // A changed Secret may hold another token: until a pass reads it,
-            // no pass is put off on the budget of the token it held before.
-            .inspect(move |secret| {
-                if let Ok(secret) = secret {
-                    secret_index.forget(&format!(
-                        "{}/{}",
-                        secret.namespace().unwrap_or_default(),
-                        secret.name_any()
-                    ));
-                }
-            });
+        let secret_events = if options.watch_secrets {
+            secret_changes(scoped_api(&client, &scope), ctx.secret_index.clone())
+        } else {
+            futures::stream::empty().boxed()
+        };
         let lookup = reader.clone();
         let became_leader = futures::stream::unfold(gained_tx.subscribe(), |mut rx| async move {
             loop {
@@ -208,6 +202,45 @@ pub async fn run<S, G, R>(
     join_all(controllers).await;
 }
 
+/// Changed Secrets, as their name and namespace only. The watch is
+/// metadata-only (no Secret data crosses the wire), and each object is cut
+/// down to its name and namespace as soon as it is decoded: nothing else is
+/// used, and annotations such as `kubectl.kubernetes.io/last-applied-configuration`
+/// hold the data of Secrets written with `kubectl apply`.
+fn secret_changes(
+    secrets: Api<PartialObjectMeta<Secret>>,
+    secret_index: Arc<SecretIndex>,
+) -> BoxStream<'static, Result<PartialObjectMeta<Secret>, watcher::Error>> {
+    // `Api<PartialObjectMeta<_>>` asks the API server for metadata only.
+    watcher(secrets, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .map_ok(slim_secret)
+        // A changed Secret may hold another token: until a pass reads it,
+        // no pass is put off on the budget of the token it held before.
+        .inspect_ok(move |secret| {
+            secret_index.forget(&format!(
+                "{}/{}",
+                secret.namespace().unwrap_or_default(),
+                secret.name_any()
+            ));
+        })
+        .boxed()
+}
+
+/// A Secret's metadata cut down to what the watch uses: name and namespace.
+fn slim_secret(secret: PartialObjectMeta<Secret>) -> PartialObjectMeta<Secret> {
+    PartialObjectMeta {
+        types: None,
+        metadata: ObjectMeta {
+            name: secret.metadata.name,
+            namespace: secret.metadata.namespace,
+            ..ObjectMeta::default()
+        },
+        _phantom: std::marker::PhantomData,
+    }
+}
+
 fn scoped_api<K>(client: &kube::Client, scope: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -216,5 +249,36 @@ where
     match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_secret_keeps_only_its_name_and_namespace() {
+        let secret: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": {
+                "name": "cloudflare-api",
+                "namespace": "team-a",
+                "resourceVersion": "7",
+                "labels": {"app": "x"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration":
+                        "{\"data\":{\"apiToken\":\"dG9rZW4=\"}}"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            }
+        }))
+        .expect("metadata");
+        let slim = slim_secret(secret);
+        assert_eq!(
+            serde_json::to_value(&slim.metadata).expect("json"),
+            serde_json::json!({"name": "cloudflare-api", "namespace": "team-a"})
+        );
+        assert!(slim.types.is_none());
     }
 }
