@@ -94,13 +94,16 @@ async fn metrics_are_served_only_to_readers_the_api_server_allows_and_healthz_st
         .expect("answer");
     assert_eq!(status, 403, "a ServiceAccount without the reader role");
     assert!(!body.contains(&s.namespace), "{body}");
+    let first = Instant::now();
     let (status, body) = get_with_token(&metrics, Some(&scraper_token))
         .await
         .expect("answer");
+    let first = first.elapsed();
     assert_eq!(status, 200, "the reader: {body}");
     assert!(body.contains("keyrotor_policy_ready"), "{body}");
     assert!(body.contains(&s.namespace), "{body}");
     // Twice more: the cached decisions answer the same.
+    let cached = Instant::now();
     for _ in 0..2 {
         let (status, _) = get_with_token(&metrics, Some(&scraper_token))
             .await
@@ -111,6 +114,11 @@ async fn metrics_are_served_only_to_readers_the_api_server_allows_and_healthz_st
             .expect("answer");
         assert_eq!(status, 403);
     }
+    eprintln!(
+        "[tenant-metrics] first allowed scrape (TokenReview + SubjectAccessReview + TLS handshake): {} ms; cached allowed + refused pair: {} ms",
+        first.as_millis(),
+        cached.elapsed().as_millis() / 2
+    );
 
     // The kubelet's probes need no token.
     let (status, body) = get_with_token(&format!("{base}/healthz"), None)
