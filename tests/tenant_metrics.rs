@@ -73,7 +73,15 @@ async fn metrics_are_served_only_to_readers_the_api_server_allows_and_healthz_st
     // The operator with only its chart ServiceAccount's rights, metrics as the chart serves them.
     s.apply_token_secret().await;
     s.start_operator_with(
-        &["--metrics-auth", "kubernetes", "--metrics-tls", "true"],
+        &[
+            "--metrics-auth",
+            "kubernetes",
+            "--metrics-tls",
+            "true",
+            // The chart's Lease rights are in the release namespace.
+            "--claims-namespace",
+            &release_ns,
+        ],
         &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
     );
     s.create_policy("p", serde_json::json!({})).await;
