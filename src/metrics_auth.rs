@@ -8,7 +8,7 @@
 use std::{
     num::NonZeroUsize,
     sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::api::{
@@ -17,7 +17,7 @@ use k8s_openapi::api::{
 };
 use kube::{Api, api::PostParams};
 use lru::LruCache;
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, time::Instant};
 
 /// How long an allowed caller is remembered: revoking the reader role takes
 /// effect within this time (controller-runtime: 1 min for the token review).
@@ -203,6 +203,15 @@ fn cache_key(token: &str, path: &str) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -213,6 +222,121 @@ mod tests {
         assert_eq!(bearer_token(Some("Bearer ")), None);
         assert_eq!(bearer_token(Some("abc")), None);
         assert_eq!(bearer_token(None), None);
+    }
+
+    /// A fake API server answering reviews: `alice-token` is alice, a reader;
+    /// `bob-token` is bob, not a reader; anything else is unknown. Counts the
+    /// reviews it answers.
+    fn api(reviews: Arc<AtomicUsize>) -> kube::Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                reviews.fetch_add(1, Ordering::SeqCst);
+                let path = request.uri().path().to_owned();
+                let body = request.into_body().collect_bytes().await.expect("body");
+                let sent: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                let answer = if path.ends_with("/tokenreviews") {
+                    let user = match sent["spec"]["token"].as_str() {
+                        Some("alice-token") => Some("alice"),
+                        Some("bob-token") => Some("bob"),
+                        _ => None,
+                    };
+                    json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                        "spec": sent["spec"],
+                        "status": {"authenticated": user.is_some(), "user": {"username": user}}})
+                } else {
+                    assert_eq!(sent["spec"]["nonResourceAttributes"]["path"], "/metrics");
+                    assert_eq!(sent["spec"]["nonResourceAttributes"]["verb"], "get");
+                    let allowed = sent["spec"]["user"] == "alice";
+                    json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                        "spec": sent["spec"], "status": {"allowed": allowed}})
+                };
+                respond.send_response(
+                    Response::builder()
+                        .status(201)
+                        .header("content-type", "application/json")
+                        .body(Body::from(serde_json::to_vec(&answer).expect("json")))
+                        .expect("response"),
+                );
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn decisions_are_reviewed_once_then_cached_until_their_time_is_up() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let auth = MetricsAuthorizer::new(api(reviews.clone()));
+        let count = || reviews.load(Ordering::SeqCst);
+        let decide = |token: &'static str| auth.decide(Some(token), "/metrics");
+
+        assert_eq!(
+            auth.decide(None, "/metrics").await.ok(),
+            Some(Decision::Unauthenticated)
+        );
+        assert_eq!(count(), 0, "no token, no review");
+        assert_eq!(
+            decide("Bearer alice-token").await.ok(),
+            Some(Decision::Allowed)
+        );
+        assert_eq!(count(), 2, "a TokenReview and a SubjectAccessReview");
+        assert_eq!(
+            decide("Bearer bob-token").await.ok(),
+            Some(Decision::Forbidden)
+        );
+        assert_eq!(
+            decide("Bearer made-up").await.ok(),
+            Some(Decision::Unauthenticated)
+        );
+        assert_eq!(count(), 5, "the unknown token needs no access review");
+        for _ in 0..3 {
+            assert_eq!(
+                decide("Bearer alice-token").await.ok(),
+                Some(Decision::Allowed)
+            );
+            assert_eq!(
+                decide("Bearer bob-token").await.ok(),
+                Some(Decision::Forbidden)
+            );
+        }
+        assert_eq!(count(), 5, "cached");
+        // The refusals expire first, then the allowance.
+        tokio::time::advance(DENY_TTL).await;
+        assert_eq!(
+            decide("Bearer bob-token").await.ok(),
+            Some(Decision::Forbidden)
+        );
+        assert_eq!(
+            decide("Bearer alice-token").await.ok(),
+            Some(Decision::Allowed)
+        );
+        assert_eq!(count(), 7, "bob reviewed again, alice still cached");
+        tokio::time::advance(ALLOW_TTL - DENY_TTL).await;
+        assert_eq!(
+            decide("Bearer alice-token").await.ok(),
+            Some(Decision::Allowed)
+        );
+        assert_eq!(count(), 9, "alice reviewed again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_holds_at_most_its_size_in_tokens() {
+        let reviews = Arc::new(AtomicUsize::new(0));
+        let auth = MetricsAuthorizer::new(api(reviews));
+        for n in 0..CACHE_ENTRIES + 10 {
+            let header = format!("Bearer made-up-{n}");
+            assert_eq!(
+                auth.decide(Some(&header), "/metrics").await.ok(),
+                Some(Decision::Unauthenticated)
+            );
+        }
+        assert_eq!(
+            auth.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            CACHE_ENTRIES
+        );
     }
 
     #[test]
