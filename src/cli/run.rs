@@ -425,6 +425,12 @@ impl RunArgs {
             MetricsAuth::Kubernetes => Some(Arc::new(MetricsAuthorizer::new(client.clone()))),
             MetricsAuth::None => None,
         };
+        if authorizer.is_some() && tls.is_none() && !self.metrics_address.ip().is_loopback() {
+            tracing::warn!(
+                address = %self.metrics_address,
+                "/metrics checks bearer tokens over plain HTTP: scrapers' tokens cross the network in clear (--metrics-tls=false)"
+            );
+        }
         Ok(ServeOptions { tls, authorizer })
     }
 }
