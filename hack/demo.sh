@@ -52,7 +52,8 @@ node_demo() {
   kubectl label namespace keyrotor-system pod-security.kubernetes.io/enforce=restricted
   helm install keyrotor charts/keyrotor -n keyrotor-system --wait --timeout 180s \
     --set image.repository="${tag%:*}" --set image.tag="${tag##*:}" --set image.pullPolicy=Never \
-    --set cloudflare.apiUrl="http://$NODE_IP:8081/client/v4" --set driftCheckFloor=5s --set logging.format=text
+    --set cloudflare.apiUrl="http://$NODE_IP:8081/client/v4" --set cloudflare.allowInsecureApiUrl=true \
+    --set driftCheckFloor=5s --set logging.format=text
   kubectl -n keyrotor-system get pods -o wide
 
   say "applying examples/ (namespace, Secret, AccessKeyPolicy)"

@@ -8,6 +8,8 @@ pub mod crd;
 pub mod decide;
 pub mod leader;
 pub mod metrics;
+pub mod metrics_auth;
+pub mod metrics_tls;
 pub mod plugin;
 pub mod server;
 pub mod telemetry;

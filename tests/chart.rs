@@ -166,10 +166,23 @@ async fn every_value_set_renders_and_is_accepted_by_the_api_server() {
             vec!["PodDisruptionBudget", "ServiceMonitor"],
         ),
         (
-            "namespaced",
-            vec!["--set".into(), watch.clone()],
+            "namespaced, open metrics",
+            vec![
+                "--set".into(),
+                watch.clone(),
+                "--set".into(),
+                "metrics.auth=none".into(),
+            ],
             vec!["Role", "RoleBinding"],
             vec!["ClusterRole", "ClusterRoleBinding"],
+        ),
+        // Reviewing /metrics callers needs cluster-scoped tokenreviews and
+        // subjectaccessreviews: their ClusterRole is the only cluster-wide grant.
+        (
+            "namespaced",
+            vec!["--set".into(), watch.clone()],
+            vec!["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"],
+            vec![],
         ),
         (
             "ha",

@@ -224,6 +224,8 @@ impl World {
                 "cloudflare.apiUrl=http://{}:{SIM_PORT}/client/v4",
                 self.node.node_ip()
             ),
+            // The simulator speaks plain HTTP at the node's (non-loopback) address.
+            "cloudflare.allowInsecureApiUrl=true".to_owned(),
             "driftCheckFloor=5s".to_owned(),
             // The scenarios rotate again within seconds (`rotationCooldown: 0s`).
             "minRotationCooldown=0s".to_owned(),

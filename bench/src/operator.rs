@@ -46,6 +46,11 @@ impl OperatorProcess {
                 "0s",
                 "--metrics-address",
                 "127.0.0.1:0",
+                // The benchmark scrapes plain, open /metrics on loopback.
+                "--metrics-auth",
+                "none",
+                "--metrics-tls",
+                "false",
             ])
             .args([
                 "--concurrency",

@@ -1,12 +1,13 @@
 //! Command-line interface of the `keyrotor` binary.
 
 mod account;
+mod api_url;
 mod run;
 
 use clap::{Parser, Subcommand};
 
 pub use account::AccountCommand;
-pub use run::{LogFormat, RunArgs};
+pub use run::{LogFormat, MetricsAuth, RunArgs};
 
 /// keyrotor: keeps Cloudflare Access signing-key rotation as manifests say.
 #[derive(Debug, Parser)]

@@ -1,7 +1,7 @@
 //! `keyrotor run`: the operator's settings (flags with environment
 //! equivalents) and its start-up.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -13,8 +13,12 @@ use crate::{
     crd::GoDuration,
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
-    server::{self, Probes},
+    metrics_auth::MetricsAuthorizer,
+    metrics_tls::{self, CertificateSource},
+    server::{self, Probes, ServeOptions},
 };
+
+use super::api_url::{ApiUrlError, check_api_url};
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -25,6 +29,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsAuth {
+    /// Callers whose bearer token passes a TokenReview and whose user may
+    /// `get` the non-resource URL `/metrics` (a SubjectAccessReview).
+    Kubernetes,
+    /// Anyone who reaches the port (it lists every policy's name and schedule).
+    None,
+}
+
 /// Operator settings. Every flag has an environment variable.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -32,6 +46,10 @@ pub struct RunArgs {
     /// any namespace user send the account's token anywhere.
     #[arg(long, env = "KEYROTOR_CLOUDFLARE_API_URL", default_value = DEFAULT_BASE_URL)]
     pub cloudflare_api_url: String,
+    /// Allow an `http://` API URL to a host other than loopback (the token then
+    /// travels in clear text; for test setups only).
+    #[arg(long, env = "KEYROTOR_ALLOW_INSECURE_API_URL")]
+    pub allow_insecure_api_url: bool,
     /// Namespaces to watch, comma-separated; empty watches all namespaces.
     #[arg(
         long,
@@ -80,6 +98,32 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "KEYROTOR_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
+    /// Who may read /metrics (/healthz and /readyz are always open).
+    #[arg(
+        long,
+        env = "KEYROTOR_METRICS_AUTH",
+        value_enum,
+        default_value = "kubernetes"
+    )]
+    pub metrics_auth: MetricsAuth,
+    /// Serve /metrics, /healthz and /readyz over HTTPS (self-signed unless
+    /// --metrics-tls-cert-file and --metrics-tls-key-file are given).
+    #[arg(long, env = "KEYROTOR_METRICS_TLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_tls: bool,
+    /// PEM certificate chain of the metrics endpoint (re-read when it changes).
+    #[arg(
+        long,
+        env = "KEYROTOR_METRICS_TLS_CERT_FILE",
+        requires = "metrics_tls_key_file"
+    )]
+    pub metrics_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the metrics endpoint.
+    #[arg(
+        long,
+        env = "KEYROTOR_METRICS_TLS_KEY_FILE",
+        requires = "metrics_tls_cert_file"
+    )]
+    pub metrics_tls_key_file: Option<PathBuf>,
     /// Elect a leader through a Lease; only the leader reconciles (use with several replicas).
     #[arg(long, env = "KEYROTOR_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
     pub leader_election: bool,
@@ -159,6 +203,12 @@ pub enum SettingsError {
     /// A zero-length budget window.
     #[error("--budget-window must be positive")]
     BudgetWindow,
+    /// The Cloudflare API URL would send the token in clear text.
+    #[error(transparent)]
+    ApiUrl(#[from] ApiUrlError),
+    /// Certificate files given while TLS is off.
+    #[error("--metrics-tls-cert-file/--metrics-tls-key-file need --metrics-tls=true")]
+    MetricsCertWithoutTls,
 }
 
 impl RunArgs {
@@ -178,6 +228,10 @@ impl RunArgs {
         }
         if self.budget_window.as_duration().is_zero() {
             return Err(SettingsError::BudgetWindow);
+        }
+        check_api_url(&self.cloudflare_api_url, self.allow_insecure_api_url)?;
+        if !self.metrics_tls && self.metrics_tls_cert_file.is_some() {
+            return Err(SettingsError::MetricsCertWithoutTls);
         }
         Ok(())
     }
@@ -254,14 +308,20 @@ impl RunArgs {
         let shutdown = CancellationToken::new();
         cancel_on_signals(shutdown.clone());
         let probes = Probes::new(metrics.clone());
-        let server = server::serve(self.metrics_address, probes.clone(), cancelled(&shutdown))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on --metrics-address {}",
-                    self.metrics_address
-                )
-            })?;
+        let serve_options = self.serve_options(&client)?;
+        let server = server::serve(
+            self.metrics_address,
+            probes.clone(),
+            serve_options,
+            cancelled(&shutdown),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on --metrics-address {}",
+                self.metrics_address
+            )
+        })?;
 
         let leadership = if self.leader_election {
             let lease = LeaseSettings {
@@ -343,6 +403,35 @@ impl RunArgs {
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
         tracing::info!("keyrotor stopped");
         Ok(())
+    }
+}
+
+impl RunArgs {
+    /// TLS and access control of the metrics endpoint.
+    fn serve_options(&self, client: &kube::Client) -> anyhow::Result<ServeOptions> {
+        let tls = if self.metrics_tls {
+            let source = match (&self.metrics_tls_cert_file, &self.metrics_tls_key_file) {
+                (Some(cert), Some(key)) => CertificateSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                _ => CertificateSource::SelfSigned,
+            };
+            Some(metrics_tls::server_config(&source).context("cannot set up the metrics TLS")?)
+        } else {
+            None
+        };
+        let authorizer = match self.metrics_auth {
+            MetricsAuth::Kubernetes => Some(Arc::new(MetricsAuthorizer::new(client.clone()))),
+            MetricsAuth::None => None,
+        };
+        if authorizer.is_some() && tls.is_none() && !self.metrics_address.ip().is_loopback() {
+            tracing::warn!(
+                address = %self.metrics_address,
+                "/metrics checks bearer tokens over plain HTTP: scrapers' tokens cross the network in clear (--metrics-tls=false)"
+            );
+        }
+        Ok(ServeOptions { tls, authorizer })
     }
 }
 

@@ -90,6 +90,9 @@ impl CloudflareClient {
             // Never follow a redirect: reqwest drops Authorization across
             // origins but would carry X-Auth-Key and X-Auth-Email along.
             .redirect(reqwest::redirect::Policy::none())
+            // HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY are honoured on
+            // purpose (reqwest's default), for clusters that reach the Internet
+            // only through a proxy: docs/configuration.md, "Proxies".
             .build()?;
         Ok(Self {
             http,

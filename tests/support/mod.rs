@@ -113,6 +113,12 @@ impl Scenario {
             "keyrotor=debug,info",
             "--metrics-address",
             "127.0.0.1:0",
+            // Plain, open /metrics on loopback for the scrapes of the tests;
+            // tests/tenant_metrics.rs covers the secure default.
+            "--metrics-auth",
+            "none",
+            "--metrics-tls",
+            "false",
         ]
         .iter()
         .map(|a| (*a).to_owned())
@@ -513,18 +519,23 @@ impl Operator {
         }
     }
 
-    /// The `http://127.0.0.1:PORT` of its /metrics, /healthz and /readyz, from its log.
+    /// The `http(s)://127.0.0.1:PORT` of its /metrics, /healthz and /readyz, from its log.
     pub async fn probe_url(&self) -> String {
         let marker = "serving /metrics, /healthz and /readyz address=";
         self.wait_for_log(marker).await;
         let log = self.log();
-        let address = log
+        let fields: Vec<String> = log
             .lines()
             .find_map(|line| line.split(marker).nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
             .expect("address in the log")
-            .to_owned();
-        format!("http://{address}")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let scheme = fields
+            .iter()
+            .find_map(|f| f.strip_prefix("scheme="))
+            .unwrap_or("http");
+        format!("{scheme}://{}", fields[0])
     }
 
     /// Its /metrics scrape.
@@ -578,4 +589,67 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+// ---- The metrics endpoint's access control (tests/tenant_metrics.rs) ----
+
+/// GET `url` with an optional bearer token, trusting any certificate (the
+/// operator's is self-signed); the status and body, or the transport error.
+pub async fn get_with_token(url: &str, token: Option<&str>) -> Result<(u16, String), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .tls_danger_accept_invalid_certs(true)
+        .no_proxy()
+        .build()
+        .expect("client");
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    Ok((status, response.text().await.unwrap_or_default()))
+}
+
+/// Renders the chart with `extra` flags and applies only its ServiceAccount and
+/// RBAC objects (server-side); returns what was applied.
+pub fn apply_chart_rbac_objects(plane: &ControlPlane, release_ns: &str, extra: &[&str]) -> String {
+    let output = Command::new(plane.tools_dir().join("helm"))
+        .args(["template", "kr"])
+        .arg(keyrotor_testenv::workspace_root().join("charts/keyrotor"))
+        .args(["--namespace", release_ns, "--kube-version", "1.36.3"])
+        .args(["--set", "crds.enabled=false"])
+        .args(extra)
+        .output()
+        .expect("helm runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = String::from_utf8_lossy(&output.stdout).into_owned();
+    let kinds = [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+    ];
+    let rbac = manifest
+        .split("\n---")
+        .filter(|doc| {
+            kinds
+                .iter()
+                .any(|k| doc.contains(&format!("\nkind: {k}\n")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n---");
+    let applied = kubectl_with_input(plane, &["apply", "--server-side", "-f", "-"], &rbac);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    rbac
 }
