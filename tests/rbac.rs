@@ -4,82 +4,27 @@
 
 mod support;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
 use kube::Api;
 use serde_json::json;
 use support::{
-    ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, ROTATE, Scenario, condition, has_handled, is_ready,
-    kubectl_with_input,
+    ACCOUNT, API_KEY, EMAIL, OTHER_ACCOUNT, ROTATE, Scenario, apply_chart_rbac_objects,
+    chart_operator_args, condition, has_handled, is_ready,
 };
 
-/// Renders the chart and applies only its RBAC and ServiceAccount objects.
+/// The chart's RBAC (leader election on) applied with `extra` flags.
 fn apply_chart_rbac(s: &Scenario, release_ns: &str, extra: &[&str]) -> String {
-    let output = Command::new(s.plane.tools_dir().join("helm"))
-        .args(["template", "kr"])
-        // This package's chart (not testenv's idea of the workspace, which is
-        // fixed when testenv is built).
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/keyrotor"))
-        .args([
-            "--namespace",
-            release_ns,
-            "--kube-version",
-            "1.36.3",
-            "--set",
-            "crds.enabled=false",
-            "--set",
-            "leaderElection.enabled=true",
-        ])
-        .args(extra)
-        .output()
-        .expect("helm runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let manifest = String::from_utf8_lossy(&output.stdout).into_owned();
-    let rbac: Vec<&str> = manifest
-        .split("\n---")
-        .filter(|doc| {
-            [
-                "kind: ServiceAccount",
-                "kind: Role",
-                "kind: RoleBinding",
-                "kind: ClusterRole",
-                "kind: ClusterRoleBinding",
-            ]
-            .iter()
-            .any(|k| doc.contains(&format!("\n{k}\n")))
-        })
-        .collect();
-    let rbac = rbac.join("\n---");
-    let applied = kubectl_with_input(s.plane, &["apply", "--server-side", "-f", "-"], &rbac);
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    rbac
+    let mut args = vec!["--set", "leaderElection.enabled=true"];
+    args.extend_from_slice(extra);
+    apply_chart_rbac_objects(s.plane, release_ns, &args)
 }
 
 /// A kubeconfig holding only the chart ServiceAccount's token.
 async fn service_account_kubeconfig(s: &Scenario, release_ns: &str) -> (String, kube::Client) {
-    let token = s
-        .plane
-        .service_account_token(release_ns, "kr-keyrotor", Duration::from_secs(3600))
-        .await
-        .expect("token");
-    let path = s.plane.dir().join(format!("{release_ns}-sa-kubeconfig"));
-    s.plane
-        .kubeconfig_for_token(&token, &path)
-        .expect("kubeconfig");
-    let client = keyrotor_testenv::client_from_kubeconfig(&path)
-        .await
-        .expect("client");
-    (path.to_string_lossy().into_owned(), client)
+    support::service_account_kubeconfig(s.plane, release_ns, "kr-keyrotor").await
 }
 
 fn assert_no_denial(s: &Scenario) {
@@ -93,11 +38,7 @@ fn assert_no_denial(s: &Scenario) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its_own_token() {
     let mut s = Scenario::new("rbac").await;
-    let release_ns = s
-        .plane
-        .create_namespace("rbac-release")
-        .await
-        .expect("namespace");
+    let release_ns = s.other_namespace("rbac-release").await;
     let watch = format!("watchNamespaces={{{}}}", s.namespace);
     let rbac = apply_chart_rbac(&s, &release_ns, &["--set", &watch]);
     // Cluster-wide only the reviews behind /metrics (tokenreviews and
@@ -115,16 +56,7 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
 
     s.apply_token_secret().await;
     s.start_operator_with(
-        &[
-            "--leader-election",
-            "true",
-            "--leader-election-namespace",
-            &release_ns,
-            "--claims-namespace",
-            &release_ns,
-            "--identity",
-            "rbac",
-        ],
+        &chart_operator_args(&release_ns, "rbac"),
         &[("KUBECONFIG", &kubeconfig)],
     );
 
@@ -181,11 +113,7 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
     assert_no_denial(&s);
 
     // Negative: outside its namespaces it can read nothing.
-    let other = s
-        .plane
-        .create_namespace("rbac-other")
-        .await
-        .expect("namespace");
+    let other = s.other_namespace("rbac-other").await;
     let admin_secrets: Api<Secret> = Api::namespaced(s.client.clone(), &other);
     let secret: Secret = serde_json::from_value(
         json!({"metadata": {"name": "elsewhere"}, "stringData": {"apiToken": "x"}}),
@@ -224,11 +152,7 @@ async fn namespaced_mode_passes_create_rotate_conflict_and_restore_with_only_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_works_with_the_cluster_role_and_nothing_more() {
     let mut s = Scenario::new("rbac-cluster").await;
-    let release_ns = s
-        .plane
-        .create_namespace("rbac-cluster-release")
-        .await
-        .expect("namespace");
+    let release_ns = s.other_namespace("rbac-cluster-release").await;
     let fullname = format!("fullnameOverride=kr-{release_ns}");
     // A per-test ClusterRole name, so parallel runs do not share one.
     let rbac = apply_chart_rbac(
@@ -247,14 +171,7 @@ async fn cluster_mode_works_with_the_cluster_role_and_nothing_more() {
     // All namespaces, narrowed by a label so other tests' policies are left alone.
     let selector = format!("rbac-test={}", s.namespace);
     let mut args = vec!["--watch-namespaces", "", "--label-selector", &selector];
-    args.extend([
-        "--leader-election",
-        "true",
-        "--leader-election-namespace",
-        &release_ns,
-        "--claims-namespace",
-        &release_ns,
-    ]);
+    args.extend(chart_operator_args(&release_ns, "rbac-cluster"));
     s.start_operator_with(&args, &[("KUBECONFIG", &kubeconfig)]);
     s.create_policy("p", json!({})).await;
     s.policies()
@@ -318,11 +235,7 @@ async fn switch_to_global_key(s: &Scenario) {
 async fn by_default_secrets_are_only_read_by_name_and_a_changed_one_is_used_at_the_next_drift_check()
  {
     let mut s = Scenario::new("rbac-secrets").await;
-    let release_ns = s
-        .plane
-        .create_namespace("rbac-secrets-release")
-        .await
-        .expect("namespace");
+    let release_ns = s.other_namespace("rbac-secrets-release").await;
     let watch = format!("watchNamespaces={{{}}}", s.namespace);
     apply_chart_rbac(&s, &release_ns, &["--set", &watch]);
     let (kubeconfig, sa_client) = service_account_kubeconfig(&s, &release_ns).await;
@@ -344,16 +257,7 @@ async fn by_default_secrets_are_only_read_by_name_and_a_changed_one_is_used_at_t
     );
 
     s.start_operator_with(
-        &[
-            "--leader-election",
-            "true",
-            "--leader-election-namespace",
-            &release_ns,
-            "--claims-namespace",
-            &release_ns,
-            "--identity",
-            "rbac-secrets",
-        ],
+        &chart_operator_args(&release_ns, "rbac-secrets"),
         &[("KUBECONFIG", &kubeconfig)],
     );
     let drift = Duration::from_secs(3);
@@ -379,11 +283,7 @@ async fn by_default_secrets_are_only_read_by_name_and_a_changed_one_is_used_at_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_secret_watch_enabled_a_changed_secret_is_used_at_once() {
     let mut s = Scenario::new("rbac-watch").await;
-    let release_ns = s
-        .plane
-        .create_namespace("rbac-watch-release")
-        .await
-        .expect("namespace");
+    let release_ns = s.other_namespace("rbac-watch-release").await;
     let watch = format!("watchNamespaces={{{}}}", s.namespace);
     apply_chart_rbac(
         &s,
@@ -392,21 +292,9 @@ async fn with_the_secret_watch_enabled_a_changed_secret_is_used_at_once() {
     );
     let (kubeconfig, _) = service_account_kubeconfig(&s, &release_ns).await;
     s.apply_token_secret().await;
-    s.start_operator_with(
-        &[
-            "--leader-election",
-            "true",
-            "--leader-election-namespace",
-            &release_ns,
-            "--claims-namespace",
-            &release_ns,
-            "--identity",
-            "rbac-watch",
-            "--watch-secrets",
-            "true",
-        ],
-        &[("KUBECONFIG", &kubeconfig)],
-    );
+    let mut args = chart_operator_args(&release_ns, "rbac-watch").to_vec();
+    args.extend(["--watch-secrets", "true"]);
+    s.start_operator_with(&args, &[("KUBECONFIG", &kubeconfig)]);
     s.create_policy("p", json!({"driftCheckInterval": "1h"}))
         .await;
     s.wait_for("p", "Ready", is_ready).await;

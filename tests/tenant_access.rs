@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::{path::Path, process::Command, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::{
@@ -22,43 +22,17 @@ use support::{
     valid_spec,
 };
 
-/// `helm template` of this package's chart (cluster mode, no CRDs).
+/// `helm template` of the chart (cluster mode, no CRDs) under `fullname`.
 fn render(s: &Scenario, fullname: &str, extra: &[&str]) -> String {
-    let output = Command::new(s.plane.tools_dir().join("helm"))
-        .args(["template", "kr"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/keyrotor"))
-        .args(["--namespace", "keyrotor", "--kube-version", "1.36.3"])
-        .args(["--set", "crds.enabled=false"])
-        .args(["--set", &format!("fullnameOverride={fullname}")])
-        .args(extra)
-        .output()
-        .expect("helm runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let name = format!("fullnameOverride={fullname}");
+    let mut args = vec!["--set", &name];
+    args.extend_from_slice(extra);
+    support::render_chart(s.plane, "keyrotor", &args)
 }
 
 /// Applies the rendered documents of the given kinds; returns them.
 fn apply_kinds(s: &Scenario, manifest: &str, kinds: &[&str]) -> String {
-    let docs: Vec<&str> = manifest
-        .split("\n---")
-        .filter(|doc| {
-            kinds
-                .iter()
-                .any(|k| doc.contains(&format!("\nkind: {k}\n")))
-        })
-        .collect();
-    let docs = docs.join("\n---");
-    let applied = kubectl_with_input(s.plane, &["apply", "--server-side", "-f", "-"], &docs);
-    assert!(
-        applied.status.success(),
-        "{}\n{docs}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    docs
+    support::apply_kinds(s.plane, manifest, kinds)
 }
 
 /// A client that acts as `user` in `groups` (impersonated by the admin).

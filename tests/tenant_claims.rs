@@ -31,11 +31,7 @@ fn reason(p: &keyrotor::crd::AccessKeyPolicy) -> String {
 async fn squatters_without_working_credentials_never_block_the_accounts_owner() {
     let mut s = Scenario::new("claims-victim").await;
     let home = s.namespace.clone();
-    let squat = s
-        .plane
-        .create_namespace("claims-squat")
-        .await
-        .expect("namespace");
+    let squat = s.other_namespace("claims-squat").await;
     // The squatter's own token reads only its own account.
     s.sim().upsert_credential(
         CredentialSeed::token("squatter", "squatter-token").for_accounts([OTHER_ACCOUNT]),
@@ -147,11 +143,7 @@ async fn squatters_without_working_credentials_never_block_the_accounts_owner() 
 async fn the_owner_is_named_only_to_policies_in_its_own_namespace() {
     let mut s = Scenario::new("claims-owner").await;
     let home = s.namespace.clone();
-    let other = s
-        .plane
-        .create_namespace("claims-guess")
-        .await
-        .expect("namespace");
+    let other = s.other_namespace("claims-guess").await;
     s.apply_token_secret().await;
     s.start_operator_with(&["--watch-namespaces", &format!("{home},{other}")], &[]);
     s.create_policy("secret-project", json!({})).await;

@@ -116,11 +116,7 @@ async fn others_ready_and_rotated(s: &Scenario, names: &[&str], request: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_padded_annotation_and_finalizer_flood_stays_under_the_chart_memory_limit() {
     let mut s = Scenario::new("tenant-mem").await;
-    let hostile = s
-        .plane
-        .create_namespace("hostile")
-        .await
-        .expect("namespace");
+    let hostile = s.other_namespace("hostile").await;
     let started = Instant::now();
     flood(&s, &hostile).await;
     eprintln!(

@@ -18,16 +18,8 @@ use support::{Scenario, apply_chart_rbac_objects, get_with_token};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_only_to_readers_the_api_server_allows_and_healthz_stays_open() {
     let mut s = Scenario::new("tmetrics").await;
-    let release_ns = s
-        .plane
-        .create_namespace("tmetrics-release")
-        .await
-        .expect("namespace");
-    let scraper_ns = s
-        .plane
-        .create_namespace("tmetrics-scraper")
-        .await
-        .expect("namespace");
+    let release_ns = s.other_namespace("tmetrics-release").await;
+    let scraper_ns = s.other_namespace("tmetrics-scraper").await;
     // The chart's RBAC as installed in namespaced mode, under a per-test name
     // (its ClusterRoles are cluster-wide), with one ServiceAccount bound to
     // the metrics-reader role through the chart's `metrics.readers`.

@@ -84,6 +84,14 @@ impl Scenario {
         }
     }
 
+    /// Another fresh namespace on the same control plane (another tenant's, an operator's).
+    pub async fn other_namespace(&self, prefix: &str) -> String {
+        self.plane
+            .create_namespace(prefix)
+            .await
+            .expect("namespace")
+    }
+
     /// The simulator's state handle.
     pub fn sim(&self) -> &Simulator {
         self.sim.simulator()
@@ -612,9 +620,8 @@ pub async fn get_with_token(url: &str, token: Option<&str>) -> Result<(u16, Stri
     Ok((status, response.text().await.unwrap_or_default()))
 }
 
-/// Renders the chart with `extra` flags and applies only its ServiceAccount and
-/// RBAC objects (server-side); returns what was applied.
-pub fn apply_chart_rbac_objects(plane: &ControlPlane, release_ns: &str, extra: &[&str]) -> String {
+/// `helm template` of the chart (no CRDs) for a release in `release_ns`, with `extra` flags.
+pub fn render_chart(plane: &ControlPlane, release_ns: &str, extra: &[&str]) -> String {
     let output = Command::new(plane.tools_dir().join("helm"))
         .args(["template", "kr"])
         .arg(keyrotor_testenv::workspace_root().join("charts/keyrotor"))
@@ -628,15 +635,12 @@ pub fn apply_chart_rbac_objects(plane: &ControlPlane, release_ns: &str, extra: &
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let manifest = String::from_utf8_lossy(&output.stdout).into_owned();
-    let kinds = [
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ClusterRole",
-        "ClusterRoleBinding",
-    ];
-    let rbac = manifest
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Applies (server-side) the documents of `manifest` of the given kinds; returns them.
+pub fn apply_kinds(plane: &ControlPlane, manifest: &str, kinds: &[&str]) -> String {
+    let docs = manifest
         .split("\n---")
         .filter(|doc| {
             kinds
@@ -645,11 +649,64 @@ pub fn apply_chart_rbac_objects(plane: &ControlPlane, release_ns: &str, extra: &
         })
         .collect::<Vec<_>>()
         .join("\n---");
-    let applied = kubectl_with_input(plane, &["apply", "--server-side", "-f", "-"], &rbac);
+    let applied = kubectl_with_input(plane, &["apply", "--server-side", "-f", "-"], &docs);
     assert!(
         applied.status.success(),
-        "{}",
+        "{}\n{docs}",
         String::from_utf8_lossy(&applied.stderr)
     );
-    rbac
+    docs
+}
+
+/// Renders the chart with `extra` flags and applies only its ServiceAccount and
+/// RBAC objects (server-side); returns what was applied.
+pub fn apply_chart_rbac_objects(plane: &ControlPlane, release_ns: &str, extra: &[&str]) -> String {
+    let manifest = render_chart(plane, release_ns, extra);
+    apply_kinds(
+        plane,
+        &manifest,
+        &[
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ],
+    )
+}
+
+/// A kubeconfig holding only the token of ServiceAccount `namespace/name`,
+/// and a client built from it.
+pub async fn service_account_kubeconfig(
+    plane: &ControlPlane,
+    namespace: &str,
+    name: &str,
+) -> (String, kube::Client) {
+    let token = plane
+        .service_account_token(namespace, name, Duration::from_secs(3600))
+        .await
+        .expect("token");
+    let path = plane.dir().join(format!("{namespace}-{name}-kubeconfig"));
+    plane
+        .kubeconfig_for_token(&token, &path)
+        .expect("kubeconfig");
+    let client = keyrotor_testenv::client_from_kubeconfig(&path)
+        .await
+        .expect("client");
+    (path.to_string_lossy().into_owned(), client)
+}
+
+/// The operator flags of a chart install in `release_ns` (its Leases live
+/// there, where the chart's Role allows them), as replica `identity`.
+pub fn chart_operator_args<'a>(release_ns: &'a str, identity: &'a str) -> [&'a str; 8] {
+    [
+        "--leader-election",
+        "true",
+        "--leader-election-namespace",
+        release_ns,
+        "--claims-namespace",
+        release_ns,
+        "--identity",
+        identity,
+    ]
 }
