@@ -278,7 +278,7 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
 /// documented `healthCheckExprs` conclude for each health test data file.
 /// "Waiting" means the expressions cannot be evaluated yet (no status), and
 /// Flux keeps waiting.
-const OTHER_TOOLS: [(&str, &str, &str); 25] = [
+const OTHER_TOOLS: [(&str, &str, &str); 26] = [
     (
         "testdata/progressing_fresh-object-no-status.yaml",
         "Current",
@@ -379,6 +379,11 @@ const OTHER_TOOLS: [(&str, &str, &str); 25] = [
         "testdata/progressing_no-generation.yaml",
         "Current",
         "Waiting",
+    ),
+    (
+        "testdata/degraded_overlong-rotate-request-refused.yaml",
+        "Current",
+        "Failed",
     ),
 ];
 

@@ -78,6 +78,17 @@ if ready ~= nil and ready.status == "False" then
   end
 end
 
+-- The operator refuses a value longer than 253 characters (outcome Failed; it
+-- records a short stand-in, so the value itself never shows as handled).
+-- Without the string library `#` counts bytes, not characters: a value of
+-- multi-byte characters reads as too long only when the last outcome is
+-- Failed too.
+if pending and #requested > 253 and status.lastRotateOutcome == "Failed" then
+  hs.status = "Degraded"
+  hs.message = "rotate request refused: " .. REQUEST .. " is longer than 253 characters; set a shorter value"
+  return hs
+end
+
 if pending then
   hs.status = "Progressing"
   hs.message = "rotation requested (" .. REQUEST .. "=" .. requested .. "), waiting for the operator"
