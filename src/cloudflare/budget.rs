@@ -494,7 +494,7 @@ mod tests {
         // 100 per credential per second, 10 per second for all, bursts of 10.
         let registry = BudgetRegistry::new(100, Duration::from_secs(1), 10).with_ceiling(10);
         let tokens: Vec<_> = (0..4)
-            .map(|n| registry.for_credentials(&Credentials::api_token(&format!("t{n}"))))
+            .map(|n| registry.for_credentials(&Credentials::api_token(format!("t{n}"))))
             .collect();
         // The ceiling's burst of 10, shared: ten requests over four tokens go at once.
         for n in 0..10 {
@@ -531,7 +531,7 @@ mod tests {
         let start = Instant::now();
         let mut sent = 0;
         for n in 0..1000 {
-            let budget = registry.for_credentials(&Credentials::api_token(&format!("flip-{n}")));
+            let budget = registry.for_credentials(&Credentials::api_token(format!("flip-{n}")));
             match registry.acquire(&budget).await {
                 Ok(_) => sent += 1,
                 Err(put_off) => tokio::time::advance(put_off.wait).await,
