@@ -311,10 +311,24 @@ impl BudgetRegistry {
             .clone()
     }
 
-    /// Takes a slot for one request with `credentials` (and from the
-    /// ceiling), waiting at most [`BUDGET_HOLD`]; see [`CredentialBudget::acquire`].
-    pub async fn acquire(&self, budget: &CredentialBudget) -> Result<Duration, PutOff> {
-        budget.acquire(self.ceiling.as_ref(), BUDGET_HOLD).await
+    /// Takes a slot for one request with `budget`'s credential (and from the
+    /// ceiling), waiting at most [`BUDGET_HOLD`] for a pass's first call; see
+    /// [`CredentialBudget::acquire`]. A `follow_up` call (a PUT or POST after
+    /// the pass's GET) may also wait for the next two steady slots: were it
+    /// put off whenever the budget's steady interval exceeds the hold, a
+    /// pass needing two calls would spend its GET and be put off again at
+    /// every try, and never get to its PUT.
+    pub async fn acquire(
+        &self,
+        budget: &CredentialBudget,
+        follow_up: bool,
+    ) -> Result<Duration, PutOff> {
+        let hold = if follow_up {
+            BUDGET_HOLD + budget.emission_interval.saturating_mul(2)
+        } else {
+            BUDGET_HOLD
+        };
+        budget.acquire(self.ceiling.as_ref(), hold).await
     }
 
     /// Credentials with a budget (for tests and metrics).
@@ -498,11 +512,14 @@ mod tests {
             .collect();
         // The ceiling's burst of 10, shared: ten requests over four tokens go at once.
         for n in 0..10 {
-            assert_eq!(registry.acquire(&tokens[n % 4]).await, Ok(Duration::ZERO));
+            assert_eq!(
+                registry.acquire(&tokens[n % 4], false).await,
+                Ok(Duration::ZERO)
+            );
         }
         // The eleventh waits for the ceiling (0.1 s, within the hold) whatever its token.
         assert_eq!(
-            registry.acquire(&tokens[3]).await,
+            registry.acquire(&tokens[3], false).await,
             Ok(Duration::from_millis(100))
         );
         // Reserve the ceiling ahead (slots at 0.2 to 0.6 s): a token that
@@ -514,7 +531,7 @@ mod tests {
                 .expect("reserved");
         }
         let fresh = registry.for_credentials(&Credentials::api_token("fresh"));
-        let put_off = registry.acquire(&fresh).await.expect_err("put off");
+        let put_off = registry.acquire(&fresh, false).await.expect_err("put off");
         assert_eq!(put_off.wait, Duration::from_millis(600));
         assert_eq!(
             registry.defer(Credentials::api_token("fresh").id(), BUDGET_HOLD),
@@ -532,7 +549,7 @@ mod tests {
         let mut sent = 0;
         for n in 0..1000 {
             let budget = registry.for_credentials(&Credentials::api_token(format!("flip-{n}")));
-            match registry.acquire(&budget).await {
+            match registry.acquire(&budget, false).await {
                 Ok(_) => sent += 1,
                 Err(put_off) => tokio::time::advance(put_off.wait).await,
             }
@@ -552,7 +569,7 @@ mod tests {
         let blocked = Credentials::api_token("blocked");
         let held = Credentials::api_token("held");
         let budget = registry.for_credentials(&idle);
-        registry.acquire(&budget).await.expect("slot");
+        registry.acquire(&budget, false).await.expect("slot");
         drop(budget);
         registry
             .for_credentials(&blocked)
@@ -581,6 +598,29 @@ mod tests {
         assert!(Arc::strong_count(&in_flight) > 1);
         // The blocked one keeps its block: forgetting it would have lifted it.
         assert!(registry.defer(blocked.id(), BUDGET_HOLD).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_up_call_waits_for_the_next_steady_slot() {
+        // One request per 2 s: a pass's PUT after its GET is 2 s away, far
+        // beyond the hold, yet it waits for it instead of being put off.
+        let registry = BudgetRegistry::new(1, Duration::from_secs(2), 1);
+        let budget = registry.for_credentials(&Credentials::api_token("slow"));
+        assert_eq!(registry.acquire(&budget, false).await, Ok(Duration::ZERO));
+        assert_eq!(
+            registry.acquire(&budget, true).await,
+            Ok(Duration::from_secs(2))
+        );
+        // A first call that far out is put off.
+        assert_eq!(
+            registry.acquire(&budget, false).await,
+            Err(PutOff {
+                wait: Duration::from_secs(2)
+            })
+        );
+        // A 429 puts off follow-ups too.
+        budget.block_for(Duration::from_secs(60));
+        assert!(registry.acquire(&budget, true).await.is_err());
     }
 
     #[test]

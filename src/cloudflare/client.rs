@@ -181,7 +181,11 @@ impl CloudflareClient {
         let budget = self.budgets.for_credentials(credentials);
         // Never waits out a long budget wait or a 429 block: the caller is
         // told when to come back and gives its worker to other policies.
-        match self.budgets.acquire(&budget).await {
+        match self
+            .budgets
+            .acquire(&budget, operation != Operation::Get)
+            .await
+        {
             Ok(waited) => self.observer.budget_wait(waited),
             Err(put_off) => {
                 debug!(
