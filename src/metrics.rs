@@ -88,6 +88,7 @@ pub struct Metrics {
     budget_wait_seconds: Counter<f64, AtomicU64>,
     late_checks: Counter,
     budget_deferrals: Counter,
+    fair_share_deferrals: Counter,
 }
 
 impl Default for Metrics {
@@ -171,6 +172,12 @@ impl Metrics {
             "Reconciles put off because their credential's budget was reserved too far ahead",
             budget_deferrals.clone(),
         );
+        let fair_share_deferrals = Counter::default();
+        registry.register(
+            "fair_share_deferrals",
+            "Reconciles put off because their namespace held its share of the workers",
+            fair_share_deferrals.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -184,6 +191,7 @@ impl Metrics {
             budget_wait_seconds,
             late_checks,
             budget_deferrals,
+            fair_share_deferrals,
         }
     }
 
@@ -195,6 +203,11 @@ impl Metrics {
     /// Counts a reconcile put off for its credential's budget.
     pub fn budget_deferral(&self) {
         self.budget_deferrals.inc();
+    }
+
+    /// Counts a reconcile put off for its namespace's share of the workers.
+    pub fn fair_share_deferral(&self) {
+        self.fair_share_deferrals.inc();
     }
 
     /// The text exposition format.

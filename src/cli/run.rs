@@ -8,8 +8,13 @@ use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cloudflare::{BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, RetryPolicy},
-    controller::{self, AccountClaims, Context, ControllerSettings, EventPublisher, RunOptions},
+    cloudflare::{
+        BudgetRegistry, ClientSettings, CloudflareClient, DEFAULT_BASE_URL, DEFAULT_TOTAL_REQUESTS,
+        RetryPolicy,
+    },
+    controller::{
+        self, AccountClaims, Context, ControllerSettings, EventPublisher, FairShare, RunOptions,
+    },
     crd::GoDuration,
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
@@ -74,6 +79,10 @@ pub struct RunArgs {
     /// The budget window.
     #[arg(long, env = "KEYROTOR_BUDGET_WINDOW", default_value = "5m")]
     pub budget_window: GoDuration,
+    /// Requests per budget window allowed for all credentials together
+    /// (Cloudflare also limits each client IP), in bursts of a sixtieth of it.
+    #[arg(long, env = "KEYROTOR_BUDGET_TOTAL_REQUESTS", default_value_t = DEFAULT_TOTAL_REQUESTS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub budget_total_requests: u32,
     /// Largest burst of requests per credential.
     #[arg(long, env = "KEYROTOR_BUDGET_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub budget_burst: u32,
@@ -271,11 +280,14 @@ impl RunArgs {
             .await
             .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
         let metrics = Arc::new(Metrics::new());
-        let budgets = Arc::new(BudgetRegistry::new(
-            self.budget_requests,
-            self.budget_window.as_duration(),
-            self.budget_burst,
-        ));
+        let budgets = Arc::new(
+            BudgetRegistry::new(
+                self.budget_requests,
+                self.budget_window.as_duration(),
+                self.budget_burst,
+            )
+            .with_ceiling(self.budget_total_requests),
+        );
         let cloudflare = CloudflareClient::new(
             &ClientSettings {
                 base_url: self.cloudflare_api_url.clone(),
@@ -350,6 +362,10 @@ impl RunArgs {
             watch_secrets = self.watch_secrets,
             "keyrotor starting"
         );
+        // One controller for all namespaces shares its workers between them.
+        let fair_share = namespaces
+            .is_empty()
+            .then(|| Arc::new(FairShare::new(self.concurrency)));
         let options = RunOptions {
             namespaces,
             label_selector: self.label_selector.clone(),
@@ -380,6 +396,8 @@ impl RunArgs {
             memory: Default::default(),
             secret_index: Arc::new(controller::SecretIndex::new(self.watch_secrets)),
             claims,
+            fair_share,
+            namespaces_cache: Default::default(),
         });
         tokio::pin!(controllers);
         tokio::select! {

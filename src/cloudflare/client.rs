@@ -179,7 +179,23 @@ impl CloudflareClient {
         body: Option<serde_json::Value>,
     ) -> Result<AccountKeyConfig, CloudflareError> {
         let budget = self.budgets.for_credentials(credentials);
-        self.observer.budget_wait(budget.acquire().await);
+        // Never waits out a long budget wait or a 429 block: the caller is
+        // told when to come back and gives its worker to other policies.
+        match self
+            .budgets
+            .acquire(&budget, operation != Operation::Get)
+            .await
+        {
+            Ok(waited) => self.observer.budget_wait(waited),
+            Err(put_off) => {
+                debug!(
+                    operation = operation.as_str(),
+                    wait_ms = u64::try_from(put_off.wait.as_millis()).unwrap_or(u64::MAX),
+                    "Cloudflare call put off: no budget slot soon enough"
+                );
+                return Err(CloudflareError::PutOff { wait: put_off.wait });
+            }
+        }
         let started = tokio::time::Instant::now();
         let (method, suffix) = match operation {
             Operation::Get => (Method::GET, ""),

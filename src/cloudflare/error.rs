@@ -55,6 +55,14 @@ pub enum CloudflareError {
         /// How long to wait before the next call with this credential.
         retry_after: Duration,
     },
+    /// Not sent: the credential's budget (or the operator-wide ceiling) has
+    /// no slot within the hold threshold, or a 429 blocks the credential.
+    /// Nothing happened at Cloudflare; come back after `wait`.
+    #[error("Cloudflare call put off for {} ms: the request budget has no slot sooner", wait.as_millis())]
+    PutOff {
+        /// How long until the budget has a slot.
+        wait: Duration,
+    },
     /// Cloudflare answered 5xx, after all retries.
     #[error("Cloudflare server error (HTTP {status}{}) after {attempts} attempt(s): {message}", code_suffix(*code))]
     Server {
@@ -99,6 +107,7 @@ impl CloudflareError {
             Self::AccountNotFound { .. } => "AccountNotFound",
             Self::Rejected { .. } => "RequestRejected",
             Self::RateLimited { .. } => "RateLimited",
+            Self::PutOff { .. } => "BudgetDeferred",
             Self::Server { .. } => "ServerError",
             Self::Transport { .. } => "TransportError",
             Self::Malformed { .. } => "MalformedResponse",
@@ -108,6 +117,11 @@ impl CloudflareError {
     /// Whether trying the same idempotent call again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Server { .. } | Self::Transport { .. })
+    }
+
+    /// Whether the call was not sent at all (its budget put it off).
+    pub fn is_put_off(&self) -> bool {
+        matches!(self, Self::PutOff { .. })
     }
 
     /// Records how many attempts a retried call made.

@@ -10,7 +10,9 @@ mod error;
 mod observer;
 mod retry;
 
-pub use budget::{BudgetRegistry, CredentialBudget, Demand};
+pub use budget::{
+    BUDGET_HOLD, BudgetRegistry, CredentialBudget, DEFAULT_TOTAL_REQUESTS, Demand, PutOff,
+};
 pub use client::{ClientSettings, CloudflareClient, DEFAULT_BASE_URL, Operation};
 pub use credentials::{CredentialId, Credentials};
 pub use envelope::{AccountKeyConfig, MAX_BODY_BYTES, parse_http_date, parse_response};

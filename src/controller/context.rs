@@ -13,7 +13,10 @@ use tokio::sync::watch;
 
 use kube::ResourceExt;
 
-use super::{EventPublisher, cached::OwnWrites, claims::AccountClaims, secret_index::SecretIndex};
+use super::{
+    EventPublisher, cached::OwnWrites, claims::AccountClaims, fair_share::FairShare,
+    secret_index::SecretIndex,
+};
 use crate::{
     cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
     crd::AccessKeyPolicy,
@@ -71,6 +74,11 @@ pub struct Context {
     pub secret_index: Arc<SecretIndex>,
     /// Which policy owns each account (Leases in the operator's namespace).
     pub claims: AccountClaims,
+    /// Each namespace's share of the workers; `None` when every watched
+    /// namespace has a controller (and workers) of its own.
+    pub fair_share: Option<Arc<FairShare>>,
+    /// The namespaces of the cached policies (at most two), recently computed.
+    pub namespaces_cache: Mutex<Option<(Instant, Vec<String>)>>,
 }
 
 /// How many policies are remembered; beyond that the least recently seen is
@@ -131,6 +139,36 @@ impl Context {
     /// Whether this replica may reconcile and write.
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
+    }
+
+    /// Whether cached policies live in a namespace other than `namespace`
+    /// (reused for a few seconds: it walks every cached policy).
+    pub fn policies_elsewhere(&self, namespace: &str) -> bool {
+        let mut cache = self
+            .namespaces_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let fresh = cache
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < DEMAND_TTL)
+            .map(|(_, seen)| seen.clone());
+        let seen = fresh.unwrap_or_else(|| {
+            let mut seen: Vec<String> = Vec::new();
+            for store in &self.policies {
+                for policy in store.state() {
+                    let ns = policy.namespace().unwrap_or_default();
+                    if !seen.contains(&ns) {
+                        seen.push(ns);
+                    }
+                    if seen.len() > 1 {
+                        break;
+                    }
+                }
+            }
+            *cache = Some((Instant::now(), seen.clone()));
+            seen
+        });
+        seen.iter().any(|n| n != namespace)
     }
 
     /// Drops every cached demand (a Secret now holds another credential).

@@ -12,12 +12,14 @@ use tracing::{debug, info, warn};
 pub use super::error::ReconcileError;
 use super::{
     context::Context,
+    fair_share::TURNED_AWAY_RETRY,
     finalize::{ensure_finalizer, finalize},
     inputs::read_credentials,
     pause::{PausePoint, pause_point},
     status_writer::StatusWriter,
 };
 use crate::{
+    cloudflare::BUDGET_HOLD,
     crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ManagementPolicy},
     decide::{
         self, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest, SecretRead,
@@ -38,6 +40,20 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
     let started = std::time::Instant::now();
+    // A namespace over its share of the workers waits (see `fair_share`).
+    let _slot = match &ctx.fair_share {
+        Some(share) => {
+            let namespace = policy.namespace().unwrap_or_default();
+            let elsewhere = ctx.policies_elsewhere(&namespace);
+            let Some(slot) = share.enter(&namespace, elsewhere, started) else {
+                ctx.metrics.fair_share_deferral();
+                debug!("the namespace holds its share of the workers; pass put off");
+                return Ok(Action::requeue(TURNED_AWAY_RETRY));
+            };
+            Some(slot)
+        }
+        None => None,
+    };
     match reconcile_policy(&policy, &ctx).await {
         Ok((action, reason)) => {
             ctx.metrics.reconciled(true, &reason, started.elapsed());
@@ -53,12 +69,6 @@ pub async fn reconcile(
 
 /// How soon to look again at a policy whose cached copy predates our last write.
 const CACHE_CATCH_UP: Duration = Duration::from_millis(200);
-
-/// Longest a pass may wait for its credential's budget while holding a worker.
-/// Beyond it the pass is put off until its turn, so one busy credential (or
-/// one blocked by a 429) cannot occupy every worker while other credentials'
-/// policies wait in the queue.
-const BUDGET_HOLD: Duration = Duration::from_millis(250);
 
 /// Runs one pass; returns the requeue action and the Ready reason it left.
 async fn reconcile_policy(
@@ -108,6 +118,17 @@ async fn reconcile_policy(
     ctx.own_writes
         .wrote(policy, std::mem::take(&mut writer.replaced));
     let decision = result?;
+    if let Some(wait) = decision.put_off {
+        // A Cloudflare call had no budget slot soon enough: nothing was sent,
+        // the status stays; back at the slot, the worker free meanwhile.
+        ctx.metrics.budget_deferral();
+        debug!(
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "a Cloudflare call was put off on its budget; pass put off"
+        );
+        publish_events(ctx, policy, decision.events).await;
+        return Ok((Action::requeue(wait), "BudgetDeferred".to_owned()));
+    }
 
     let key = format!("{namespace}/{}", policy.name_any());
     ctx.memory
@@ -182,7 +203,9 @@ async fn run_pass(
     let account = spec.account_id.as_str();
     if decision.read_account {
         let read = cloudflare.get_config(&credentials, account).await;
-        if let Err(err) = &read {
+        if let Err(err) = &read
+            && !err.is_put_off()
+        {
             warn!(reason = err.reason(), error = %err, "Cloudflare call failed while reading the account");
         }
         if read.is_ok() && spec.management_policy == ManagementPolicy::Manage {
@@ -219,7 +242,9 @@ async fn run_pass(
             }
         };
         match (&outcome, write) {
-            (WriteOutcome::Put(Err(err)) | WriteOutcome::Post(Err(err)), _) => {
+            (WriteOutcome::Put(Err(err)) | WriteOutcome::Post(Err(err)), _)
+                if !err.is_put_off() =>
+            {
                 warn!(reason = err.reason(), error = %err, ?write, "Cloudflare call failed");
             }
             (WriteOutcome::Put(Ok(_)), AccountWrite::PutInterval(days)) => {
@@ -237,7 +262,9 @@ async fn run_pass(
         }
         decision = decide::after_write(decision, outcome);
     }
-    writer.write(&decision.status).await?;
+    if decision.put_off.is_none() {
+        writer.write(&decision.status).await?;
+    }
     Ok(decision)
 }
 

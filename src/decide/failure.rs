@@ -11,7 +11,11 @@ pub fn ready_reason(err: &CloudflareError) -> ReadyReason {
     match err {
         CloudflareError::Authentication { .. } => ReadyReason::InvalidCredentials,
         CloudflareError::AccountNotFound { .. } => ReadyReason::AccountNotFound,
-        CloudflareError::RateLimited { .. } => ReadyReason::RateLimited,
+        // A put-off call never reaches the status (see `put_off`); were it
+        // to, it is the budget's doing, as a 429 is Cloudflare's.
+        CloudflareError::RateLimited { .. } | CloudflareError::PutOff { .. } => {
+            ReadyReason::RateLimited
+        }
         CloudflareError::Rejected { .. }
         | CloudflareError::Server { .. }
         | CloudflareError::Transport { .. }
@@ -47,12 +51,23 @@ pub fn message(err: &CloudflareError, doing: &str) -> String {
 pub fn retry_after(err: &CloudflareError, floor: Duration, check_interval: Duration) -> Duration {
     match err {
         CloudflareError::RateLimited { retry_after } => *retry_after,
+        CloudflareError::PutOff { wait } => *wait,
         CloudflareError::Server { .. }
         | CloudflareError::Transport { .. }
         | CloudflareError::Malformed { .. } => floor,
         CloudflareError::Authentication { .. }
         | CloudflareError::AccountNotFound { .. }
         | CloudflareError::Rejected { .. } => check_interval,
+    }
+}
+
+/// A call the budget put off (not sent): how long until its slot. The pass
+/// ends there, leaves the status as it was and comes back then; nothing is
+/// reported, as nothing went wrong.
+pub fn put_off(err: &CloudflareError) -> Option<Duration> {
+    match err {
+        CloudflareError::PutOff { wait } => Some(*wait),
+        _ => None,
     }
 }
 
@@ -109,6 +124,9 @@ mod tests {
                 status: 200,
                 detail: "no result".into(),
             },
+            CloudflareError::PutOff {
+                wait: Duration::from_secs(7),
+            },
         ]
     }
 
@@ -139,8 +157,17 @@ mod tests {
                 ("ApiError", "ApiError", 1, false, false),
                 ("ApiError", "ApiError", 1, false, false),
                 ("ApiError", "ApiError", 1, false, false),
+                ("RateLimited", "ApiError", 7, false, false),
             ]
         );
+    }
+
+    #[test]
+    fn only_a_call_the_budget_put_off_is_put_off() {
+        let put_off: Vec<_> = errors().iter().map(put_off).collect();
+        let mut expected = vec![None; put_off.len() - 1];
+        expected.push(Some(Duration::from_secs(7)));
+        assert_eq!(put_off, expected);
     }
 
     #[test]

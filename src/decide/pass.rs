@@ -174,6 +174,9 @@ pub struct PassDecision {
     pub late_reported: bool,
     /// Rotate requests handled this pass, by outcome (for metrics).
     pub handled: Vec<RotateOutcome>,
+    /// The budget put a Cloudflare call off (not sent): the pass ends
+    /// without writing the status and comes back after this long.
+    pub put_off: Option<Duration>,
     settled: Settled,
     /// The account as read (and as the writes left it).
     account: Option<AccountKeyConfig>,
@@ -217,6 +220,15 @@ impl PassDecision {
 
     /// A failed Cloudflare call ends the pass.
     fn cloudflare_failed(&mut self, err: &CloudflareError, doing: &str) {
+        if let Some(wait) = failure::put_off(err) {
+            // Nothing was sent: no status change, no event; a pending
+            // rotation stays pending and its POST is sent by a later pass.
+            self.put_off = Some(wait);
+            self.writes.clear();
+            self.read_account = false;
+            self.requeue = Requeue::After(wait);
+            return;
+        }
         let message = failure::message(err, doing);
         self.fail(failure::ready_reason(err), failure::event(err), &message);
         let settled = &self.settled;
@@ -372,6 +384,7 @@ pub fn pass(
         late: false,
         late_reported: false,
         handled: Vec::new(),
+        put_off: None,
         settled: Settled {
             wanted: i64::from(spec.key_rotation_interval_days),
             mode: spec.management_policy,

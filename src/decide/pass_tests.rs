@@ -395,3 +395,52 @@ fn a_rotation_too_close_to_the_last_one_is_held_without_writing() {
     );
     assert!(d.status.pending_rotation.is_none());
 }
+
+#[test]
+fn a_call_the_budget_put_off_ends_the_pass_without_a_status_change() {
+    let put_off = || CloudflareError::PutOff {
+        wait: Duration::from_secs(300),
+    };
+    let mut case = Case::new();
+    case.written = AccessKeyPolicyStatus::default();
+    set_ready(
+        &mut case.written,
+        ReadyReason::Reconciled,
+        "the account rotates its key every 30 days",
+        Some(2),
+        ts("2026-12-01T10:00:00Z"),
+    );
+    // The read put off: nothing to write, no event, back when the budget has a slot.
+    let d = case.read(Err(put_off()));
+    assert_eq!(d.put_off, Some(Duration::from_secs(300)));
+    assert_eq!(d.requeue, Requeue::After(Duration::from_secs(300)));
+    assert!(d.events.is_empty() && d.writes.is_empty() && !d.read_account);
+    assert_eq!(d.status.conditions, case.written.conditions);
+
+    // The interval PUT put off: the same.
+    let d = case.read(Ok(account(42, "2026-11-01T00:00:00Z")));
+    assert_eq!(d.writes, [AccountWrite::PutInterval(30)]);
+    let d = after_write(d, WriteOutcome::Put(Err(put_off())));
+    assert_eq!(d.put_off, Some(Duration::from_secs(300)));
+    assert!(d.events.is_empty() && d.writes.is_empty());
+
+    // The POST put off after the pending write: the request stays pending
+    // (the next pass asks the account and POSTs then), nothing is handled.
+    case.request = Some(RotateRequest {
+        value: "r1".into(),
+        force: false,
+    });
+    let d = case.read(Ok(account(30, "2026-11-01T00:00:00Z")));
+    let pending = after_write(d, WriteOutcome::PendingStatusWritten);
+    let d = after_write(pending, WriteOutcome::Post(Err(put_off())));
+    assert_eq!(d.put_off, Some(Duration::from_secs(300)));
+    assert!(d.handled.is_empty() && d.events.is_empty() && d.writes.is_empty());
+    assert_eq!(
+        d.status
+            .pending_rotation
+            .as_ref()
+            .map(|p| p.request.as_str()),
+        Some("r1")
+    );
+    assert_eq!(d.status.last_rotate_outcome, None);
+}

@@ -291,6 +291,9 @@ enum PostFate {
     NotLanded,
     /// Refused with a 4xx.
     Refused,
+    /// Not sent: the credential's budget put it off (a 429 block, or no
+    /// slot soon); the pass ends without writing the status.
+    PutOff,
 }
 
 /// How one answer of the account writes `last_key_rotation_at`: fractional
@@ -358,6 +361,7 @@ fn pass_shape() -> impl Strategy<Value = PassShape> {
         1 => Just(PostFate::LandedAnswerLost),
         1 => Just(PostFate::NotLanded),
         1 => Just(PostFate::Refused),
+        1 => Just(PostFate::PutOff),
     ];
     let precision = prop_oneof![
         Just(Precision::Seconds),
@@ -538,6 +542,15 @@ impl World {
                         .as_ref()
                         .map(|p| p.request.clone())
                         .expect("a POST follows a pending write");
+                    if shape.fate == PostFate::PutOff {
+                        decision = after_write(
+                            decision,
+                            WriteOutcome::Post(Err(CloudflareError::PutOff {
+                                wait: Duration::from_secs(1),
+                            })),
+                        );
+                        continue;
+                    }
                     *self.posts.entry(request.clone()).or_default() += 1;
                     self.tick(shape.latency);
                     match shape.fate {
@@ -552,6 +565,7 @@ impl World {
                         PostFate::NotLanded | PostFate::Refused => {
                             *self.not_landed.entry(request).or_default() += 1;
                         }
+                        PostFate::PutOff => unreachable!("a put-off POST is not sent"),
                     }
                     if shape.crash == Crash::AfterPost {
                         return;
@@ -582,12 +596,14 @@ impl World {
                             message: "refused".to_owned(),
                             pointer: None,
                         }),
+                        PostFate::PutOff => unreachable!("a put-off POST is not sent"),
                     })
                 }
             };
             decision = after_write(decision, outcome);
         }
-        if shape.crash == Crash::None {
+        // A pass put off on its budget writes no status (the controller skips it).
+        if shape.crash == Crash::None && decision.put_off.is_none() {
             self.stored = decision.status;
         }
     }

@@ -29,7 +29,7 @@ pub enum Release {
 }
 
 /// The finalizer's fate from the restore's outcome. A failure that may pass
-/// (5xx, transport, 429) keeps the finalizer; any other releases the object
+/// (5xx, transport, 429, a call put off on its budget) keeps the finalizer; any other releases the object
 /// with a Warning, so a namespace deletion can never hang forever.
 pub fn after_restore(
     days: i64,
@@ -43,7 +43,13 @@ pub fn after_restore(
                 "put the original rotation interval of {days} days back on account {account_id}"
             ),
         ),
-        Err(err) if err.is_retryable() || matches!(err, CloudflareError::RateLimited { .. }) => {
+        Err(err)
+            if err.is_retryable()
+                || matches!(
+                    err,
+                    CloudflareError::RateLimited { .. } | CloudflareError::PutOff { .. }
+                ) =>
+        {
             Release::Retry
         }
         Err(err) => Release::Now(
@@ -109,6 +115,10 @@ mod tests {
             retry_after: Duration::from_secs(5),
         };
         assert_eq!(after_restore(42, "acc", Err(limited)), Release::Retry);
+        let put_off = CloudflareError::PutOff {
+            wait: Duration::from_secs(300),
+        };
+        assert_eq!(after_restore(42, "acc", Err(put_off)), Release::Retry);
         let refused = CloudflareError::Authentication {
             status: 403,
             code: Some(9109),
