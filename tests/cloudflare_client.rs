@@ -225,7 +225,27 @@ async fn a_429_blocks_the_credential_until_retry_after_has_passed() {
             retry_after: Duration::from_secs(1)
         }
     );
+    // During the block a call is put off at once, without being sent: the
+    // caller (a reconcile pass) comes back when the block ends.
     let started = std::time::Instant::now();
+    let err = client
+        .get_config(&token(), ACCOUNT)
+        .await
+        .expect_err("put off during the block");
+    let CloudflareError::PutOff { wait } = err else {
+        panic!("expected PutOff, got {err:?}");
+    };
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "a put-off call does not wait: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+        "put off until Retry-After has passed: {wait:?}"
+    );
+    assert_eq!(count(&sim, "GET"), 1, "no call was made during the block");
+    tokio::time::sleep(wait).await;
     client
         .get_config(&token(), ACCOUNT)
         .await
@@ -235,7 +255,7 @@ async fn a_429_blocks_the_credential_until_retry_after_has_passed() {
         "called before Retry-After: {:?}",
         started.elapsed()
     );
-    assert_eq!(count(&sim, "GET"), 2, "no call was made during the block");
+    assert_eq!(count(&sim, "GET"), 2);
     // Another credential is not blocked.
     let other = std::time::Instant::now();
     client
