@@ -187,6 +187,9 @@ async fn sigterm_exits_zero_within_ten_seconds_and_releases_the_lease() {
             "true",
             "--leader-election-namespace",
             &ns,
+            // Named: the namespace also holds the account's claim Lease.
+            "--leader-election-lease-name",
+            "keyrotor-sigterm",
             "--identity",
             "solo",
         ],
@@ -206,16 +209,7 @@ async fn sigterm_exits_zero_within_ten_seconds_and_releases_the_lease() {
         log.contains("lease released") && log.contains("keyrotor stopped"),
         "{log}"
     );
-    let lease_name = leases
-        .list(&Default::default())
-        .await
-        .expect("leases")
-        .items[0]
-        .metadata
-        .name
-        .clone()
-        .expect("name");
-    let lease = leases.get(&lease_name).await.expect("lease");
+    let lease = leases.get("keyrotor-sigterm").await.expect("lease");
     assert_eq!(
         lease.spec.and_then(|sp| sp.holder_identity),
         None,
