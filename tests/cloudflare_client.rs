@@ -315,6 +315,36 @@ async fn the_simulators_own_rate_limit_reaches_the_client_as_rate_limited() {
     );
 }
 
+/// A retry the budget puts off reports the 5xx that led to it: a busy
+/// credential must not hide an outage behind put-offs.
+#[tokio::test]
+async fn a_retry_put_off_by_the_budget_reports_the_server_error() {
+    let sim = simulator().await;
+    sim.simulator().set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let settings = ClientSettings {
+        base_url: sim.base_url(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        },
+    };
+    // One request a minute: the first retry has no slot within the hold.
+    let budgets = Arc::new(BudgetRegistry::new(1, Duration::from_secs(60), 1));
+    let client = CloudflareClient::new(&settings, budgets).expect("client builds");
+    let err = client.get_config(&token(), ACCOUNT).await.expect_err("5xx");
+    assert!(
+        matches!(err, CloudflareError::Server { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(count(&sim, "GET"), 1, "the retry was not sent");
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_a_bounded_number_of_times() {
     let sim = simulator().await;

@@ -157,7 +157,11 @@ impl CloudflareClient {
         use backon::Retryable as _;
         // Attempts made, for the error; one retry loop per call, so relaxed is enough.
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        (|| {
+        // The last failure that led to a retry: a retry the budget puts off
+        // reports it (Cloudflare did answer, with a 5xx), not the put-off,
+        // or a busy credential would hide an outage behind endless put-offs.
+        let retried = std::sync::Mutex::new(None::<CloudflareError>);
+        let result = (|| {
             attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.call_once(operation, credentials, account_id, body.clone())
         })
@@ -166,9 +170,21 @@ impl CloudflareClient {
         .when(CloudflareError::is_retryable)
         .notify(|err, delay| {
             debug!(operation = operation.as_str(), ?delay, error = %err, "retrying Cloudflare call");
+            if let Ok(mut last) = retried.lock() {
+                *last = Some(err.clone());
+            }
         })
-        .await
-        .map_err(|err| err.with_attempts(attempts.load(std::sync::atomic::Ordering::Relaxed)))
+        .await;
+        let made = attempts.load(std::sync::atomic::Ordering::Relaxed);
+        result.map_err(|err| {
+            let earlier = retried.lock().ok().and_then(|mut last| last.take());
+            match (err, earlier) {
+                (CloudflareError::PutOff { .. }, Some(earlier)) => {
+                    earlier.with_attempts(made.saturating_sub(1))
+                }
+                (err, _) => err.with_attempts(made),
+            }
+        })
     }
 
     async fn call_once(
