@@ -21,8 +21,18 @@ pub fn init(level: &str, json: bool) -> Result<(), TelemetryError> {
         .map_err(|e| TelemetryError::BadFilter(level.to_owned(), e.to_string()))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
+        // The event's fields at the top of the line (`message`, ...), next to
+        // `timestamp`, `level`, `target` and the spans. A span's fields must
+        // not be called `name`: the formatter writes the span's own name
+        // under that key in the same object (the reconcile span names its
+        // policy `policy`).
         registry
-            .with(fmt::layer().json().with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
     } else {
         // Colours only on a terminal: log files and collectors get plain text.

@@ -30,7 +30,7 @@ use crate::{
 
 /// Reconciles one policy (only on the leader), recording metrics. Every log
 /// line inside carries the policy's namespace and name.
-#[tracing::instrument(name = "reconcile", skip_all, fields(namespace = policy.metadata.namespace.as_deref().unwrap_or_default(), name = policy.metadata.name.as_deref().unwrap_or_default()))]
+#[tracing::instrument(name = "reconcile", skip_all, fields(namespace = policy.metadata.namespace.as_deref().unwrap_or_default(), policy = policy.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(
     policy: Arc<AccessKeyPolicy>,
     ctx: Arc<Context>,

@@ -710,3 +710,74 @@ pub fn chart_operator_args<'a>(release_ns: &'a str, identity: &'a str) -> [&'a s
         identity,
     ]
 }
+
+/// Why a log line is not one strict JSON object.
+#[derive(Debug)]
+pub struct StrictJsonError(pub String);
+
+/// Parses `text` as JSON and rejects any object that names a key twice.
+/// serde_json keeps the last of duplicate keys without a word (as jq and Loki
+/// do) while Elasticsearch rejects the document, so the check is a visitor of
+/// our own: no maintained crate offers a strict whole-document mode.
+pub fn parse_strict_json(text: &str) -> Result<Value, StrictJsonError> {
+    use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(StrictSeed)? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value_seed(StrictSeed)?;
+                if object.insert(key.clone(), value).is_some() {
+                    return Err(de::Error::custom(format!("duplicate key {key:?}")));
+                }
+            }
+            Ok(Value::Object(object))
+        }
+    }
+    struct StrictSeed;
+    impl<'de> de::DeserializeSeed<'de> for StrictSeed {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = deserializer
+        .deserialize_any(Strict)
+        .map_err(|e| StrictJsonError(e.to_string()))?;
+    deserializer
+        .end()
+        .map_err(|e| StrictJsonError(e.to_string()))?;
+    Ok(value)
+}
