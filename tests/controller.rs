@@ -315,6 +315,75 @@ async fn a_secret_with_both_kinds_or_neither_is_a_clear_error_without_a_call() {
     s.assert_log_has_no_secret();
 }
 
+/// Secrets made by other tools keep their own key names: the policy names
+/// them (`apiTokenKey`, `apiKeyKey`, `emailKey`), and the errors name the keys
+/// the policy asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_names_the_secret_keys() {
+    let mut s = Scenario::new("secretkeys").await;
+    s.apply_secret(
+        "eso-token",
+        &[("cloudflare-token", TOKEN), ("apiToken", "x")],
+    )
+    .await;
+    s.apply_secret(
+        "eso-key",
+        &[("global.key", API_KEY), ("owner_email", EMAIL)],
+    )
+    .await;
+    s.start_operator();
+    s.create_policy(
+        "token",
+        json!({"credentialsRef": {"name": "eso-token", "apiTokenKey": "cloudflare-token"}}),
+    )
+    .await;
+    s.create_policy(
+        "key",
+        json!({"accountId": support::OTHER_ACCOUNT, "managementPolicy": "Observe",
+               "credentialsRef": {"name": "eso-key", "apiKeyKey": "global.key", "emailKey": "owner_email"}}),
+    )
+    .await;
+    s.wait_for("token", "Ready", is_ready).await;
+    s.wait_for("key", "Ready", is_ready).await;
+    let used: Vec<String> = s
+        .sim()
+        .requests()
+        .into_iter()
+        .map(|r| r.credential)
+        .collect();
+    assert!(
+        used.iter().any(|c| c == "scenario") && used.iter().any(|c| c == "legacy"),
+        "{used:?}"
+    );
+
+    // A key the Secret lacks: a clear error naming it, and no call.
+    s.patch_spec(
+        "token",
+        json!({"credentialsRef": {"name": "eso-token", "apiTokenKey": "token"}}),
+    )
+    .await;
+    let p = s.wait_ready_reason("token", "InvalidCredentials").await;
+    let message = condition(&p, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("has no token, nor apiKey and email"),
+        "{message}"
+    );
+    // A key name no Secret can have is refused by the API server.
+    let err = s
+        .policies()
+        .patch(
+            "token",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"credentialsRef": {"apiTokenKey": "a/b"}}})),
+        )
+        .await
+        .expect_err("a slash is no data key");
+    assert!(support::api_message(err).contains("apiTokenKey"));
+    s.assert_log_has_no_secret();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_account_is_account_not_found() {
     let s = ready_scenario("noaccount").await;

@@ -46,7 +46,7 @@ pub(super) async fn finalize(
     let mut release = None;
     if let Some(days) = restore::interval_to_restore(spec, policy.status.as_ref()) {
         release = Some(
-            match read_credentials(ctx, namespace, &spec.credentials_ref.name).await? {
+            match read_credentials(ctx, namespace, &spec.credentials_ref).await? {
                 (_, Some(credentials)) => {
                     let result = ctx
                         .cloudflare

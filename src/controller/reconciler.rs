@@ -166,7 +166,7 @@ async fn run_pass(
     let (secret_read, credentials) = if spec.suspend {
         (SecretRead::Missing, None)
     } else {
-        read_credentials(ctx, namespace, &spec.credentials_ref.name).await?
+        read_credentials(ctx, namespace, &spec.credentials_ref).await?
     };
     let demand = credentials.as_ref().map(|credentials| {
         if ctx.secret_index.record(secret, credentials) {

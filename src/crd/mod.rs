@@ -9,7 +9,7 @@ pub use conditions::{ConditionType, ReadyReason, SyncedReason};
 pub use duration::{GoDuration, ParseDurationError};
 pub use policy::{
     ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy, AccessKeyPolicySpec,
-    AccessKeyPolicyStatus, CredentialsRef, DNS_1123_SUBDOMAIN_PATTERN, DeletionPolicy, FINALIZER,
+    AccessKeyPolicyStatus, CredentialsRef, DNS_1123_SUBDOMAIN_PATTERN, SECRET_KEY_PATTERN, SecretKeys, DeletionPolicy, FINALIZER,
     MAX_ROTATE_REQUEST_CHARS, MAX_STATUS_MESSAGE_CHARS, ManagementPolicy, PendingRotation,
     RotateOutcome,
 };

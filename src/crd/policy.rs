@@ -100,7 +100,7 @@ pub struct AccessKeyPolicySpec {
     #[schemars(range(min = 21, max = 365))]
     pub key_rotation_interval_days: i32,
 
-    /// Secret in the same namespace holding `apiToken`, or `apiKey` and `email`.
+    /// Secret in the same namespace holding the Cloudflare credentials: an API token under `apiToken`, or a global API key and its email under `apiKey` and `email` (other data keys may be named with `apiTokenKey`, `apiKeyKey`, `emailKey`).
     pub credentials_ref: CredentialsRef,
 
     /// `Manage` writes the account to match this spec; `Observe` only reads and reports.
@@ -143,12 +143,63 @@ fn default_rotation_cooldown() -> GoDuration {
 pub const DNS_1123_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// Reference to a Secret in the policy's own namespace.
+/// A Secret data key's syntax (Kubernetes: letters, digits, `-`, `_`, `.`).
+pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// The Secret in the policy's own namespace that holds the Cloudflare
+/// credentials: an API token (data key `apiToken` unless `apiTokenKey` names
+/// another), or a legacy global API key and its account email (`apiKey` and
+/// `email` unless `apiKeyKey`/`emailKey` name others). Exactly one of the two
+/// kinds must be present.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
     /// Name of the Secret (a DNS-1123 subdomain, as every Secret name).
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_1123_SUBDOMAIN_PATTERN))]
     pub name: String,
+    /// Data key of the API token. Default `apiToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub api_token_key: Option<String>,
+    /// Data key of the legacy global API key. Default `apiKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub api_key_key: Option<String>,
+    /// Data key of the email that goes with the global API key. Default `email`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = SECRET_KEY_PATTERN))]
+    pub email_key: Option<String>,
+}
+
+impl CredentialsRef {
+    /// The data keys to read, defaults filled in.
+    pub fn keys(&self) -> SecretKeys<'_> {
+        SecretKeys {
+            api_token: (self.api_token_key.as_deref()).unwrap_or(SecretKeys::DEFAULT.api_token),
+            api_key: (self.api_key_key.as_deref()).unwrap_or(SecretKeys::DEFAULT.api_key),
+            email: (self.email_key.as_deref()).unwrap_or(SecretKeys::DEFAULT.email),
+        }
+    }
+}
+
+/// The Secret data keys a policy's credentials are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretKeys<'a> {
+    /// The API token's key.
+    pub api_token: &'a str,
+    /// The global API key's key.
+    pub api_key: &'a str,
+    /// The email's key.
+    pub email: &'a str,
+}
+
+impl SecretKeys<'static> {
+    /// The keys when the policy names none.
+    pub const DEFAULT: Self = Self {
+        api_token: "apiToken",
+        api_key: "apiKey",
+        email: "email",
+    };
 }
 
 /// Whether the operator may write to the account.

@@ -24,7 +24,7 @@ pub use pass::{
 pub use plan::{AccountPlan, plan_account};
 pub use refusal::{Refusal, after_refusal, refusal_delay, wait_after_refusal};
 pub use rotation::{RotateRequest, RotationStep, decide_rotation};
-pub use secret::{KEY_API_KEY, KEY_API_TOKEN, KEY_EMAIL, SecretError, credentials_from_secret};
+pub use secret::{SecretError, credentials_from_secret};
 pub use witness::AccountClock;
 
 #[cfg(test)]

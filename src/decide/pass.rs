@@ -423,9 +423,14 @@ pub fn pass(
     let version = match &input.secret {
         SecretRead::Valid { version } => version,
         SecretRead::Missing => {
+            let keys = spec.credentials_ref.keys();
             let message = format!(
-                "Secret {} not found in namespace {}; create it with key apiToken (or apiKey and email)",
-                spec.credentials_ref.name, input.namespace
+                "Secret {} not found in namespace {}; create it with key {} (or {} and {})",
+                spec.credentials_ref.name,
+                input.namespace,
+                keys.api_token,
+                keys.api_key,
+                keys.email
             );
             d.fail(
                 ReadyReason::SecretNotFound,
