@@ -235,12 +235,9 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
             .pointer("/status/conditions")
             .cloned()
             .unwrap_or_default();
-        let Some(ready) = conditions
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready" && c["status"] == "False")
-        else {
+        let Some(ready) = conditions.as_array().into_iter().flatten().find(|c| {
+            c["type"] == "Ready" && (c["status"] == "False" || c["reason"] == "Suspended")
+        }) else {
             continue;
         };
         let Some(reason) = ReadyReason::ALL

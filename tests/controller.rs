@@ -10,8 +10,11 @@ use keyrotor::{
     decide::witness::canonical,
 };
 use keyrotor_cloudflare_sim::{Faults, Force429};
-use kube::ResourceExt;
-use serde_json::json;
+use kube::{
+    ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::{Value, json};
 use support::{ACCOUNT, API_KEY, EMAIL, Scenario, TOKEN, condition, is_ready};
 
 const ROTATE: &str = "keyrotor.dev/rotate-requested-at";
@@ -45,7 +48,10 @@ async fn create_makes_one_put_and_status_equals_the_account() {
     );
     assert_eq!(status.original_key_rotation_interval_days, Some(42));
     assert!(status.next_key_rotation_at.is_some());
-    assert_eq!(condition_reason(&p_now(&s, "p").await, "Synced"), "InSync");
+    assert_eq!(
+        condition_reason(&p_now(&s, "p").await, "AccountInSync"),
+        "InSync"
+    );
     let events = s.events("p").await;
     assert!(
         events
@@ -150,9 +156,9 @@ async fn observe_mode_never_writes_and_reports_drift() {
     s.create_policy("p", json!({"managementPolicy": "Observe"}))
         .await;
     let p = s.wait_for("p", "Ready", is_ready).await;
-    assert_eq!(condition_reason(&p, "Synced"), "Drifted");
+    assert_eq!(condition_reason(&p, "AccountInSync"), "Drifted");
     assert_eq!(
-        condition(&p, "Synced").map(|c| c.status.as_str()),
+        condition(&p, "AccountInSync").map(|c| c.status.as_str()),
         Some("False")
     );
     s.annotate("p", json!({ROTATE: "r1", FORCE: "r1"})).await;
@@ -183,7 +189,27 @@ async fn observe_mode_never_writes_and_reports_drift() {
 async fn suspend_makes_no_calls_and_unsuspend_reconciles() {
     let s = ready_scenario("suspend").await;
     s.create_policy("p", json!({"suspend": true})).await;
-    s.wait_ready_reason("p", "Suspended").await;
+    let p = s.wait_ready_reason("p", "Suspended").await;
+    // Suspended as asked is Ready (True, reason Suspended), so that
+    // `kubectl wait --for=condition=Ready` does not hang on it.
+    assert!(is_ready(&p), "{:?}", condition(&p, "Ready"));
+    let wait = support::kubectl_with_input(
+        s.plane,
+        &[
+            "wait",
+            "-n",
+            &s.namespace,
+            "--for=condition=Ready",
+            "accesskeypolicy/p",
+            "--timeout=10s",
+        ],
+        "",
+    );
+    assert!(
+        wait.status.success(),
+        "{}",
+        String::from_utf8_lossy(&wait.stderr)
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(s.sim().requests().is_empty(), "{:?}", s.sim().requests());
     s.patch_spec("p", json!({"suspend": false})).await;
@@ -382,6 +408,67 @@ async fn the_policy_names_the_secret_keys() {
         .expect_err("a slash is no data key");
     assert!(support::api_message(err).contains("apiTokenKey"));
     s.assert_log_has_no_secret();
+}
+
+/// The conditions are a map list keyed by type: a condition another tool
+/// adds (with its own field manager) survives the operator's status writes,
+/// and stays that tool's to change or remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_other_tools_add_survive_the_operators_writes() {
+    let mut s = Scenario::new("foreigncond").await;
+    s.start_with_ready_policy(json!({})).await;
+    let other_tool = |conditions: Value| {
+        json!({
+            "apiVersion": "keyrotor.dev/v1alpha1", "kind": "AccessKeyPolicy",
+            "status": {"conditions": conditions},
+        })
+    };
+    let audited = json!([{
+        "type": "example.com/Audited", "status": "True", "reason": "Reviewed",
+        "message": "reviewed by the audit bot", "lastTransitionTime": "2026-12-01T00:00:00Z",
+    }]);
+    let apply = PatchParams::apply("audit-bot");
+    s.policies()
+        .patch_status("p", &apply, &Patch::Apply(other_tool(audited)))
+        .await
+        .expect("the other tool's condition");
+    // A change the operator writes a new status for.
+    s.patch_spec("p", json!({"keyRotationIntervalDays": 60}))
+        .await;
+    let p = s
+        .wait_for("p", "AccountInSync at 60 days", |p| {
+            is_ready(p)
+                && p.status
+                    .as_ref()
+                    .and_then(|st| st.account_key_rotation_interval_days)
+                    == Some(60)
+        })
+        .await;
+    let types: Vec<&str> = p
+        .status
+        .as_ref()
+        .map(|st| st.conditions.iter().map(|c| c.type_.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        types.contains(&"example.com/Audited") && types.contains(&"AccountInSync"),
+        "{types:?}"
+    );
+    // The other tool still owns it alone: its empty apply removes it.
+    s.policies()
+        .patch_status("p", &apply, &Patch::Apply(other_tool(json!([]))))
+        .await
+        .expect("the other tool withdraws its condition");
+    let p = s.policy("p").await;
+    let types: Vec<String> = p
+        .status
+        .as_ref()
+        .map(|st| st.conditions.iter().map(|c| c.type_.clone()).collect())
+        .unwrap_or_default();
+    assert!(
+        !types.iter().any(|t| t == "example.com/Audited"),
+        "{types:?}"
+    );
+    assert!(condition(&p, "Ready").is_some_and(|c| c.status == "True"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

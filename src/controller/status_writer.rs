@@ -8,7 +8,7 @@ use kube::{
 use serde_json::json;
 
 use super::error::ReconcileError;
-use crate::crd::{AccessKeyPolicy, AccessKeyPolicyStatus};
+use crate::crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ConditionType};
 
 /// Writes the status by server-side apply, only when it differs from what is
 /// stored, conditional on the version the pass decided on.
@@ -31,11 +31,16 @@ impl StatusWriter {
         if *status == self.written {
             return Ok(());
         }
+        // Only the operator's own conditions: the list is a map keyed by
+        // type, and applying another tool's condition would make the operator
+        // its co-owner (that tool could then no longer remove it).
+        let mut own = status.clone();
+        own.conditions.retain(|c| ConditionType::is_own(&c.type_));
         let patch = json!({
             "apiVersion": "keyrotor.dev/v1alpha1",
             "kind": "AccessKeyPolicy",
             "metadata": {"resourceVersion": self.resource_version},
-            "status": status,
+            "status": own,
         });
         let params = PatchParams::apply(&self.field_manager).force();
         let updated = self

@@ -2,16 +2,20 @@
 //! Each string is the variant's name (strum's `IntoStaticStr`); the tests below
 //! pin them, since renaming a variant would change the contract.
 
-/// The condition types a policy carries: `Ready` and `Synced` always, and
+/// The condition types a policy carries, named as kstatus and Flux name them:
+/// `Ready` always, `AccountInSync` once the account has been read, and
 /// kstatus's abnormal-true `Reconciling` or `Stalled` only while they are True,
 /// so that kstatus (Flux `wait`, `kubectl wait`-style tools) reads the same
-/// verdict as `Ready`.
+/// verdict as `Ready`. (Crossplane's `Synced` is not used: there it means "the
+/// last reconcile succeeded", which is `Ready` here.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum ConditionType {
-    /// The last reconcile of the current generation succeeded.
+    /// The policy is in the state its spec asks for: the last reconcile of
+    /// the current generation succeeded (the account matches the spec, or in
+    /// Observe mode has been read), or the policy is suspended as asked.
     Ready,
-    /// The account's interval equals the spec.
-    Synced,
+    /// The account's interval equals the spec's.
+    AccountInSync,
     /// kstatus: the operator is still working (or retrying a transient failure).
     Reconciling,
     /// kstatus: the operator cannot progress until a person fixes something.
@@ -19,6 +23,20 @@ pub enum ConditionType {
 }
 
 impl ConditionType {
+    /// Every type the operator writes.
+    pub const ALL: [Self; 4] = [
+        Self::Ready,
+        Self::AccountInSync,
+        Self::Reconciling,
+        Self::Stalled,
+    ];
+
+    /// Whether a condition of this `type` is the operator's own (others are
+    /// other tools', which the operator neither writes nor removes).
+    pub fn is_own(type_: &str) -> bool {
+        Self::ALL.iter().any(|kind| kind.as_str() == type_)
+    }
+
     /// The `type` string in the condition list.
     pub fn as_str(self) -> &'static str {
         self.into()
@@ -52,7 +70,8 @@ pub enum ReadyReason {
     RateLimited,
     /// Any other Cloudflare failure.
     ApiError,
-    /// `spec.suspend` is true.
+    /// True: `spec.suspend` is true, so nothing is to be done (`Ready` is True
+    /// so that `kubectl wait --for=condition=Ready` does not hang on it).
     Suspended,
     /// Work is in progress.
     Reconciling,
@@ -88,22 +107,28 @@ impl ReadyReason {
         }
     }
 
-    /// The `reason` string, also used as event reason and metric label.
+    /// Whether `Ready` is True with this reason: the policy is as its spec
+    /// asks (reconciled, or suspended on purpose).
+    pub fn is_ready(self) -> bool {
+        matches!(self, Self::Reconciled | Self::Suspended)
+    }
+
+    /// The `reason` string, also used as metric label.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
 }
 
-/// Reasons of the `Synced` condition.
+/// Reasons of the `AccountInSync` condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
-pub enum SyncedReason {
+pub enum AccountInSyncReason {
     /// The account's interval equals the spec.
     InSync,
     /// The account's interval differs from the spec.
     Drifted,
 }
 
-impl SyncedReason {
+impl AccountInSyncReason {
     /// The `reason` string.
     pub fn as_str(self) -> &'static str {
         self.into()
@@ -131,15 +156,10 @@ mod tests {
                 "Reconciling",
             ]
         );
-        let types = [
-            ConditionType::Ready,
-            ConditionType::Synced,
-            ConditionType::Reconciling,
-            ConditionType::Stalled,
-        ]
-        .map(ConditionType::as_str);
-        assert_eq!(types, ["Ready", "Synced", "Reconciling", "Stalled"]);
-        let synced = [SyncedReason::InSync, SyncedReason::Drifted].map(SyncedReason::as_str);
-        assert_eq!(synced, ["InSync", "Drifted"]);
+        let types = ConditionType::ALL.map(ConditionType::as_str);
+        assert_eq!(types, ["Ready", "AccountInSync", "Reconciling", "Stalled"]);
+        let in_sync = [AccountInSyncReason::InSync, AccountInSyncReason::Drifted]
+            .map(AccountInSyncReason::as_str);
+        assert_eq!(in_sync, ["InSync", "Drifted"]);
     }
 }

@@ -5,13 +5,13 @@ mod conditions;
 mod duration;
 mod policy;
 
-pub use conditions::{ConditionType, ReadyReason, SyncedReason};
+pub use conditions::{AccountInSyncReason, ConditionType, ReadyReason};
 pub use duration::{GoDuration, ParseDurationError};
 pub use policy::{
     ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy, AccessKeyPolicySpec,
-    AccessKeyPolicyStatus, CredentialsRef, DNS_1123_SUBDOMAIN_PATTERN, SECRET_KEY_PATTERN, SecretKeys, DeletionPolicy, FINALIZER,
+    AccessKeyPolicyStatus, CredentialsRef, DNS_1123_SUBDOMAIN_PATTERN, DeletionPolicy, FINALIZER,
     MAX_ROTATE_REQUEST_CHARS, MAX_STATUS_MESSAGE_CHARS, ManagementPolicy, PendingRotation,
-    RotateOutcome,
+    RotateOutcome, SECRET_KEY_PATTERN, SecretKeys,
 };
 
 use kube::CustomResourceExt;

@@ -257,7 +257,9 @@ pub struct AccessKeyPolicyStatus {
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Synced`.
+    /// `Ready`, `AccountInSync`, and `Reconciling` or `Stalled` while True; a
+    /// map list keyed by `type`, so conditions other tools add (with their own
+    /// field manager) stay when the operator applies its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "bounded_conditions")]
     pub conditions: Vec<Condition>,
@@ -295,7 +297,13 @@ pub struct AccessKeyPolicyStatus {
 /// conditions (a policy carries up to 3).
 fn bounded_conditions(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <Vec<Condition> as JsonSchema>::json_schema(generator);
-    schema.insert("maxItems".to_owned(), 8.into());
+    // Room for other tools' conditions besides the operator's four.
+    schema.insert("maxItems".to_owned(), 16.into());
+    schema.insert("x-kubernetes-list-type".to_owned(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".to_owned(),
+        serde_json::json!(["type"]),
+    );
     if let Some(properties) = schema
         .get_mut("items")
         .and_then(|items| items.get_mut("properties"))

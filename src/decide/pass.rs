@@ -19,7 +19,7 @@ use super::{
     refusal::{Refusal, after_refusal, wait_after_refusal},
     rotation::{RotateRequest, RotationStep},
     secret::SecretError,
-    status::{record_account, set_ready, set_synced},
+    status::{record_account, set_account_in_sync, set_ready},
     witness::AccountClock,
 };
 use crate::{
@@ -296,11 +296,11 @@ impl PassDecision {
         }
     }
 
-    /// The pass went through: Synced, Ready and the drift requeue.
+    /// The pass went through: AccountInSync, Ready and the drift requeue.
     fn finish(&mut self) {
         let settled = self.settled.clone();
         let actual = self.status.account_key_rotation_interval_days;
-        set_synced(
+        set_account_in_sync(
             &mut self.status,
             settled.wanted,
             actual,

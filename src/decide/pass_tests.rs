@@ -313,7 +313,7 @@ fn observe_mode_and_the_floor_and_a_late_budget_show_in_the_ready_message() {
         d.status
             .conditions
             .iter()
-            .find(|c| c.type_ == "Synced")
+            .find(|c| c.type_ == "AccountInSync")
             .map(|c| c.reason.as_str()),
         Some("Drifted")
     );

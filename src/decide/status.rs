@@ -8,7 +8,8 @@ use super::witness::canonical;
 use crate::{
     cloudflare::AccountKeyConfig,
     crd::{
-        AccessKeyPolicyStatus, ConditionType, MAX_STATUS_MESSAGE_CHARS, ReadyReason, SyncedReason,
+        AccessKeyPolicyStatus, AccountInSyncReason, ConditionType, MAX_STATUS_MESSAGE_CHARS,
+        ReadyReason,
     },
 };
 
@@ -57,7 +58,7 @@ pub fn set_ready(
     set_condition(
         &mut status.conditions,
         ConditionType::Ready,
-        reason == ReadyReason::Reconciled,
+        reason.is_ready(),
         reason.as_str(),
         message,
         generation,
@@ -81,8 +82,8 @@ pub fn set_ready(
     }
 }
 
-/// Sets `Synced` from the wanted and the actual interval.
-pub fn set_synced(
+/// Sets `AccountInSync` from the wanted and the actual interval.
+pub fn set_account_in_sync(
     status: &mut AccessKeyPolicyStatus,
     wanted: i64,
     actual: Option<i64>,
@@ -92,12 +93,12 @@ pub fn set_synced(
     let in_sync = actual == Some(wanted);
     let (reason, message) = if in_sync {
         (
-            SyncedReason::InSync,
+            AccountInSyncReason::InSync,
             format!("the account rotates every {wanted} days, as the spec says"),
         )
     } else {
         (
-            SyncedReason::Drifted,
+            AccountInSyncReason::Drifted,
             format!(
                 "the account's interval is {}, the spec wants {wanted} days",
                 actual.map_or("unknown".to_owned(), |d| format!("{d} days"))
@@ -106,7 +107,7 @@ pub fn set_synced(
     };
     set_condition(
         &mut status.conditions,
-        ConditionType::Synced,
+        ConditionType::AccountInSync,
         in_sync,
         reason.as_str(),
         &message,
@@ -213,13 +214,13 @@ mod tests {
     }
 
     #[test]
-    fn synced_reports_drift_with_both_values() {
+    fn account_in_sync_reports_drift_with_both_values() {
         let mut status = AccessKeyPolicyStatus::default();
         let now = ts("2026-11-26T10:00:00Z");
-        set_synced(&mut status, 30, Some(42), Some(1), now);
+        set_account_in_sync(&mut status, 30, Some(42), Some(1), now);
         assert_eq!(status.conditions[0].reason, "Drifted");
         assert!(status.conditions[0].message.contains("42 days"));
-        set_synced(&mut status, 30, Some(30), Some(1), now);
+        set_account_in_sync(&mut status, 30, Some(30), Some(1), now);
         assert_eq!(
             (
                 status.conditions[0].status.as_str(),

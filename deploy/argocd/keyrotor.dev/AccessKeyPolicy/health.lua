@@ -64,12 +64,14 @@ local annotations = metadata.annotations or {}
 local requested = annotations[REQUEST]
 local pending = requested ~= nil and requested ~= "" and requested ~= status.lastHandledRotateRequest
 
+-- Suspended is Ready True with reason Suspended (False before 0.3.0).
+if ready ~= nil and ready.reason == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = messageOr(ready, "suspended: the operator makes no Cloudflare call")
+  return hs
+end
+
 if ready ~= nil and ready.status == "False" then
-  if ready.reason == "Suspended" then
-    hs.status = "Suspended"
-    hs.message = messageOr(ready, "suspended: the operator makes no Cloudflare call")
-    return hs
-  end
   -- Reconciling and RateLimited clear on their own; every other reason needs a person.
   if ready.reason ~= "Reconciling" and ready.reason ~= "RateLimited" then
     hs.status = "Degraded"
