@@ -51,6 +51,19 @@ mod tests {
     use strum::VariantArray as _;
 
     #[test]
+    fn the_troubleshooting_guide_lists_every_reason_with_its_type() {
+        let guide = include_str!("../../docs/troubleshooting.md");
+        let table = guide
+            .split("## Event reasons")
+            .nth(1)
+            .expect("docs/troubleshooting.md has an Event reasons section");
+        for reason in EventReason::VARIANTS {
+            let row = format!("| `{}` | {} |", reason.as_str(), reason.event_type());
+            assert!(table.contains(&row), "no row {row:?}");
+        }
+    }
+
+    #[test]
     fn strings_are_the_public_contract() {
         let reasons: Vec<&str> = EventReason::VARIANTS.iter().map(|r| r.as_str()).collect();
         assert_eq!(

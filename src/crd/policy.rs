@@ -41,7 +41,7 @@ pub const FINALIZER: &str = "keyrotor.dev/restore";
     namespaced,
     status = "AccessKeyPolicyStatus",
     derive = "PartialEq",
-    doc = "AccessKeyPolicy keeps a Cloudflare account's Access signing-key rotation interval as declared, rotates the key on demand, and reports the account's state.",
+    doc = "AccessKeyPolicy keeps a Cloudflare account's Zero Trust Access signing-key rotation interval as declared, rotates the key once for each new value of the annotation keyrotor.dev/rotate-requested-at, and reports the account's state in its status (condition Ready, and AccountInSync for the interval).",
     printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountId"),
     printcolumn(
         name = "Interval",
@@ -107,7 +107,8 @@ pub struct AccessKeyPolicySpec {
     #[serde(default)]
     pub management_policy: ManagementPolicy,
 
-    /// When true the operator makes no Cloudflare call for this policy and reports `Suspended`.
+    /// When true the operator makes no Cloudflare call for this policy (no drift
+    /// fix, no rotation) and reports `Ready` True with reason `Suspended`.
     #[serde(default)]
     pub suspend: bool,
 
@@ -286,7 +287,9 @@ pub struct AccessKeyPolicyStatus {
     /// The account's interval when this policy first adopted it (used by `deletionPolicy: Restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_key_rotation_interval_days: Option<i64>,
-    /// A rotate request in flight (see the exactly-once protocol in the docs).
+    /// A rotate request in flight: recorded before the rotate call, so that after a
+    /// crash the operator compares the account's last rotation time with the
+    /// baseline and never rotates twice for one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rotation: Option<PendingRotation>,
 }
