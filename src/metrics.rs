@@ -2,23 +2,29 @@
 //! Labels never carry a credential: only operations, status codes, reasons and
 //! policy coordinates.
 
+mod policy;
+mod process;
+mod work_queue;
+
 use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex, PoisonError, atomic::AtomicU64},
+    sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
 
+use policy::PolicyGauges;
+pub use policy::{ConditionState, PolicySnapshot};
+use process::ProcessCollector;
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
+    encoding::{EncodeLabelSet, text::encode},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::{ConstGauge, Gauge},
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
+use work_queue::WorkQueue;
 
 use crate::cloudflare::{Operation, RequestObserver};
 
@@ -61,19 +67,6 @@ pub struct BuildLabels {
     pub version: String,
 }
 
-/// What one reconcile left behind, for the per-policy gauges.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PolicySnapshot {
-    /// Ready is True.
-    pub ready: bool,
-    /// The account's interval, if known.
-    pub interval_days: Option<i64>,
-    /// Last rotation, Unix seconds.
-    pub last_rotation: Option<i64>,
-    /// Next rotation, Unix seconds.
-    pub next_rotation: Option<i64>,
-}
-
 /// All of keyrotor's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -83,6 +76,7 @@ pub struct Metrics {
     request_duration: Family<OperationLabels, Histogram>,
     rotations: Family<RotationLabels, Counter>,
     policies: Arc<PolicyGauges>,
+    work_queue: Arc<WorkQueue>,
     leader: Gauge,
     budget_waits: Counter,
     budget_wait_seconds: Counter<f64, AtomicU64>,
@@ -100,7 +94,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every family.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("keyrotor");
+        let mut root = Registry::default();
+        // The standard process metrics keep their standard names (no prefix).
+        root.register_collector(Box::new(ProcessCollector));
+        let registry = root.sub_registry_with_prefix("keyrotor");
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -142,6 +139,8 @@ impl Metrics {
         registry.register("rotations", "Rotate requests by outcome", rotations.clone());
         let policies = Arc::new(PolicyGauges::default());
         registry.register_collector(Box::new(policies.clone()));
+        let work_queue = Arc::new(WorkQueue::default());
+        registry.register_collector(Box::new(work_queue.clone()));
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -179,13 +178,14 @@ impl Metrics {
             fair_share_deferrals.clone(),
         );
         Self {
-            registry,
+            registry: root,
             reconciles,
             reconcile_duration,
             requests,
             request_duration,
             rotations,
             policies,
+            work_queue,
             leader,
             budget_waits,
             budget_wait_seconds,
@@ -244,14 +244,30 @@ impl Metrics {
         self.policies.set(namespace, name, snapshot);
     }
 
-    /// Drops a deleted policy's gauges.
+    /// Drops a deleted policy's series (and its place in the queue).
     pub fn forget_policy(&self, namespace: &str, name: &str) {
         self.policies.forget(namespace, name);
+        self.work_queue.started(namespace, name);
     }
 
-    /// Records whether this replica leads.
+    /// Records whether this replica leads. Only the leader exports
+    /// per-policy series; a replica that stops leading drops them and its queue.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+        self.policies.set_leading(leader);
+        if !leader {
+            self.work_queue.clear();
+        }
+    }
+
+    /// A pass of this policy was asked for (see `keyrotor_workqueue_depth`).
+    pub fn queued(&self, namespace: &str, name: &str) {
+        self.work_queue.queued(namespace, name);
+    }
+
+    /// A worker started on this policy.
+    pub fn started(&self, namespace: &str, name: &str) {
+        self.work_queue.started(namespace, name);
     }
 }
 
@@ -278,105 +294,34 @@ impl RequestObserver for Metrics {
     }
 }
 
-/// The per-policy gauges, one entry per policy, encoded at scrape time: four
-/// gauge families would hold four labelled copies of every policy's name.
-#[derive(Debug, Default)]
-struct PolicyGauges {
-    snapshots: Mutex<Snapshots>,
-}
-
-/// The last snapshot of each policy, by namespace and name.
-type Snapshots = BTreeMap<(Box<str>, Box<str>), PolicySnapshot>;
-
-/// Name, help and value of each per-policy gauge.
-type PolicyGauge = (
-    &'static str,
-    &'static str,
-    fn(&PolicySnapshot) -> Option<i64>,
-);
-
-const POLICY_GAUGES: [PolicyGauge; 4] = [
-    ("policy_ready", "1 when the policy is Ready.", |s| {
-        Some(i64::from(s.ready))
-    }),
-    (
-        "policy_interval_days",
-        "The account's key rotation interval in days.",
-        |s| s.interval_days,
-    ),
-    (
-        "policy_last_rotation_timestamp_seconds",
-        "When the account's key was last rotated (Unix seconds).",
-        |s| s.last_rotation,
-    ),
-    (
-        "policy_next_rotation_timestamp_seconds",
-        "When the account's key rotates next (Unix seconds).",
-        |s| s.next_rotation,
-    ),
-];
-
-impl PolicyGauges {
-    fn snapshots(&self) -> std::sync::MutexGuard<'_, Snapshots> {
-        self.snapshots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn set(&self, namespace: &str, name: &str, snapshot: PolicySnapshot) {
-        self.snapshots()
-            .insert((namespace.into(), name.into()), snapshot);
-    }
-
-    fn forget(&self, namespace: &str, name: &str) {
-        self.snapshots().remove(&(namespace.into(), name.into()));
-    }
-}
-
-impl Collector for PolicyGauges {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshots = self.snapshots();
-        for (name, help, value) in POLICY_GAUGES {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for ((namespace, policy), snapshot) in snapshots.iter() {
-                if let Some(v) = value(snapshot) {
-                    let labels = [("namespace", &**namespace), ("name", &**policy)];
-                    ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn snapshot(status: &str, reason: &str) -> PolicySnapshot {
+        PolicySnapshot {
+            conditions: vec![ConditionState {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: reason.into(),
+            }],
+            interval_days: Some(30),
+            last_rotation: Some(1),
+            next_rotation: Some(2),
+        }
+    }
+
     #[test]
     fn renders_names_that_follow_prometheus_conventions() {
         let metrics = Metrics::new();
+        metrics.set_leader(true);
         metrics.reconciled(true, "Reconciled", Duration::from_millis(20));
         metrics.request(Operation::Get, Some(200), Duration::from_millis(50));
         metrics.request(Operation::Rotate, None, Duration::from_millis(50));
         metrics.rotation("annotation", "Rotated");
         metrics.budget_wait(Duration::from_millis(1500));
-        metrics.policy(
-            "ns",
-            "p",
-            PolicySnapshot {
-                ready: true,
-                interval_days: Some(30),
-                last_rotation: Some(1),
-                next_rotation: Some(2),
-            },
-        );
-        metrics.set_leader(true);
+        metrics.policy("ns", "p", snapshot("True", "Reconciled"));
+        metrics.queued("ns", "q");
         let text = metrics.render().expect("renders");
         let build = format!(
             r#"keyrotor_build_info{{version="{}"}} 1"#,
@@ -388,14 +333,20 @@ mod tests {
             r#"keyrotor_cloudflare_requests_total{operation="get",status="200"} 1"#,
             r#"keyrotor_cloudflare_requests_total{operation="rotate",status="error"} 1"#,
             r#"keyrotor_rotations_total{outcome="Rotated"} 1"#,
-            r#"keyrotor_policy_ready{namespace="ns",name="p"} 1"#,
+            r#"keyrotor_policy_condition{namespace="ns",name="p",type="Ready",status="True",reason="Reconciled"} 1"#,
             r#"keyrotor_policy_interval_days{namespace="ns",name="p"} 30"#,
             r#"keyrotor_policy_next_rotation_timestamp_seconds{namespace="ns",name="p"} 2"#,
             "keyrotor_leader 1",
+            "keyrotor_workqueue_depth 1",
             "keyrotor_budget_waits_total 1",
             "keyrotor_budget_deferrals_total 0",
             "keyrotor_budget_wait_seconds_total 1.5",
             "keyrotor_reconcile_duration_seconds_count 1",
+            "# TYPE process_cpu_seconds counter",
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
@@ -404,18 +355,36 @@ mod tests {
     #[test]
     fn a_forgotten_policy_leaves_no_series() {
         let metrics = Metrics::new();
-        metrics.policy(
-            "ns",
-            "gone",
-            PolicySnapshot {
-                ready: true,
-                interval_days: Some(30),
-                last_rotation: Some(1),
-                next_rotation: Some(2),
-            },
-        );
+        metrics.set_leader(true);
+        metrics.policy("ns", "gone", snapshot("True", "Reconciled"));
+        metrics.queued("ns", "gone");
         metrics.forget_policy("ns", "gone");
         let text = metrics.render().expect("renders");
         assert!(!text.contains("name=\"gone\""), "{text}");
+        assert!(text.contains("keyrotor_workqueue_depth 0"), "{text}");
+    }
+
+    #[test]
+    fn a_replica_that_does_not_lead_exports_no_per_policy_series() {
+        let metrics = Metrics::new();
+        metrics.policy("ns", "early", snapshot("False", "SecretNotFound"));
+        let standby = metrics.render().expect("renders");
+        assert!(!standby.contains("name=\"early\""), "{standby}");
+        metrics.set_leader(true);
+        metrics.policy("ns", "p", snapshot("False", "SecretNotFound"));
+        metrics.queued("ns", "q");
+        let leading = metrics.render().expect("renders");
+        assert!(leading.contains("name=\"p\""), "{leading}");
+        // Lost the lease: nothing stale is left for an alert to fire on.
+        metrics.set_leader(false);
+        let after = metrics.render().expect("renders");
+        assert!(!after.contains("name=\"p\""), "{after}");
+        assert!(after.contains("keyrotor_workqueue_depth 0"), "{after}");
+        assert!(after.contains("keyrotor_leader 0"), "{after}");
+        // The families are still described, so a dashboard's queries stay valid.
+        assert!(
+            after.contains("# TYPE keyrotor_policy_condition gauge"),
+            "{after}"
+        );
     }
 }

@@ -93,7 +93,12 @@ async fn metrics_after_a_scenario_count_what_happened_and_forget_deleted_policie
         .is_some_and(|n| n >= 2.0)
     );
     assert_eq!(
-        sample(&scrape, &format!("keyrotor_policy_ready{labels}")),
+        sample(
+            &scrape,
+            &format!(
+                "keyrotor_policy_condition{{namespace=\"{ns}\",name=\"p\",type=\"Ready\",status=\"True\",reason=\"Reconciled\"}}"
+            )
+        ),
         Some(1.0)
     );
     assert_eq!(

@@ -100,7 +100,7 @@ async fn metrics_are_served_only_to_readers_the_api_server_allows_and_healthz_st
         .expect("answer");
     let first = first.elapsed();
     assert_eq!(status, 200, "the reader: {body}");
-    assert!(body.contains("keyrotor_policy_ready"), "{body}");
+    assert!(body.contains("keyrotor_policy_condition{"), "{body}");
     assert!(body.contains(&s.namespace), "{body}");
     // Twice more: the cached decisions answer the same.
     let cached = Instant::now();

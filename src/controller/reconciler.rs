@@ -21,11 +21,12 @@ use super::{
 use crate::{
     cloudflare::BUDGET_HOLD,
     crd::{AccessKeyPolicy, AccessKeyPolicyStatus, ManagementPolicy},
+    crd::{ConditionType, ReadyReason},
     decide::{
         self, AccountWrite, PassDecision, PassInput, Requeue, RotateRequest, SecretRead,
         WriteOutcome, claim_duration,
     },
-    metrics::PolicySnapshot,
+    metrics::{ConditionState, PolicySnapshot},
 };
 
 /// Reconciles one policy (only on the leader), recording metrics. Every log
@@ -35,6 +36,9 @@ pub async fn reconcile(
     policy: Arc<AccessKeyPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    let namespace = policy.namespace().unwrap_or_default();
+    // A worker has it: it no longer waits (on a standby too, which returns at once).
+    ctx.metrics.started(&namespace, &policy.name_any());
     if !ctx.is_leader() {
         // Standby: caches stay warm; becoming leader reconciles everything.
         return Ok(Action::await_change());
@@ -43,10 +47,10 @@ pub async fn reconcile(
     // A namespace over its share of the workers waits (see `fair_share`).
     let _slot = match &ctx.fair_share {
         Some(share) => {
-            let namespace = policy.namespace().unwrap_or_default();
             let elsewhere = ctx.policies_elsewhere(&namespace);
             let Some(slot) = share.enter(&namespace, elsewhere, started) else {
                 ctx.metrics.fair_share_deferral();
+                ctx.metrics.queued(&namespace, &policy.name_any());
                 debug!("the namespace holds its share of the workers; pass put off");
                 return Ok(Action::requeue(TURNED_AWAY_RETRY));
             };
@@ -84,6 +88,7 @@ async fn reconcile_policy(
     if ctx.own_writes.cache_is_behind(policy) {
         // Our own write has not come back through the watch yet.
         debug!("the cache is behind this replica's last write; pass put off");
+        ctx.metrics.queued(&namespace, &policy.name_any());
         return Ok((Action::requeue(CACHE_CATCH_UP), "CacheBehind".to_owned()));
     }
     let secret = secret_key(&namespace, policy);
@@ -95,6 +100,7 @@ async fn reconcile_policy(
         .and_then(|id| ctx.cloudflare.budgets().defer(id, BUDGET_HOLD));
     if let Some(wait) = deferral {
         ctx.metrics.budget_deferral();
+        ctx.metrics.queued(&namespace, &policy.name_any());
         debug!(
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "the credential's budget is reserved ahead; pass put off"
@@ -122,6 +128,7 @@ async fn reconcile_policy(
         // A Cloudflare call had no budget slot soon enough: nothing was sent,
         // the status stays; back at the slot, the worker free meanwhile.
         ctx.metrics.budget_deferral();
+        ctx.metrics.queued(&namespace, &policy.name_any());
         debug!(
             wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "a Cloudflare call was put off on its budget; pass put off"
@@ -273,25 +280,46 @@ fn secret_key(namespace: &str, policy: &AccessKeyPolicy) -> String {
     format!("{namespace}/{}", policy.spec.credentials_ref.name)
 }
 
-/// Sets the per-policy gauges; returns the Ready reason.
+/// Sets the per-policy series; returns the Ready reason.
 fn record_metrics(
     ctx: &Context,
     namespace: &str,
     policy: &AccessKeyPolicy,
     status: &AccessKeyPolicyStatus,
 ) -> String {
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+    let ready_type = ConditionType::Ready.as_str();
+    let mut conditions: Vec<ConditionState> = status
+        .conditions
+        .iter()
+        .map(|c| ConditionState {
+            type_: c.type_.as_str().into(),
+            status: c.status.as_str().into(),
+            reason: c.reason.as_str().into(),
+        })
+        .collect();
+    if !conditions.iter().any(|c| &*c.type_ == ready_type) {
+        // No verdict written yet: the state-set still has its Ready series.
+        conditions.push(ConditionState {
+            type_: ready_type.into(),
+            status: "Unknown".into(),
+            reason: ReadyReason::Reconciling.as_str().into(),
+        });
+    }
+    let reason = conditions
+        .iter()
+        .find(|c| &*c.type_ == ready_type)
+        .map_or_else(|| "Unknown".to_owned(), |c| c.reason.to_string());
     ctx.metrics.policy(
         namespace,
         &policy.name_any(),
         PolicySnapshot {
-            ready: ready.is_some_and(|c| c.status == "True"),
+            conditions,
             interval_days: status.account_key_rotation_interval_days,
             last_rotation: status.last_key_rotation_at.map(|t| t.as_second()),
             next_rotation: status.next_key_rotation_at.map(|t| t.as_second()),
         },
     );
-    ready.map_or_else(|| "Unknown".to_owned(), |c| c.reason.clone())
+    reason
 }
 
 /// Publishes the pass's events; a failure to publish is logged, not retried.

@@ -114,13 +114,19 @@ pub async fn run<S, G, R>(
     // One "became leader" stream, fanned out to every scope.
     let (gained_tx, _) = tokio::sync::broadcast::channel::<()>(4);
     let fan_out = gained_tx.clone();
+    let (gained_metrics, gained_stores) = (ctx.metrics.clone(), stores.clone());
     tokio::spawn(options.leadership_gained.for_each(move |()| {
+        // Every cached policy now waits for the pass the new leader gives it.
+        for policy in gained_stores.iter().flat_map(Store::state) {
+            gained_metrics.queued(&policy.namespace().unwrap_or_default(), &policy.name_any());
+        }
         let _ = fan_out.send(());
         async {}
     }));
 
     let controllers = per_scope.into_iter().map(|(scope, reader, api, writer)| {
         let metrics = ctx.metrics.clone();
+        let (queue_metrics, secret_metrics) = (ctx.metrics.clone(), ctx.metrics.clone());
         let watch_ctx = ctx.clone();
         let synced = synced.clone();
         let first_list_seen = AtomicBool::new(false);
@@ -149,7 +155,11 @@ pub async fn run<S, G, R>(
                 _ => {}
             })
             .applied_objects()
-            .predicate_filter(relevant_change, Default::default());
+            .predicate_filter(relevant_change, Default::default())
+            .inspect_ok(move |policy| {
+                // What passes the filter triggers a pass.
+                queue_metrics.queued(&policy.namespace().unwrap_or_default(), &policy.name_any());
+            });
         let secret_events = if options.watch_secrets {
             secret_changes(scoped_api(&client, &scope), ctx.secret_index.clone())
         } else {
@@ -185,7 +195,11 @@ pub async fn run<S, G, R>(
                             p.metadata.namespace == namespace && p.spec.credentials_ref.name == name
                         })
                         .iter()
-                        .map(|p| ObjectRef::from(p.as_ref()))
+                        .map(|p| {
+                            secret_metrics
+                                .queued(&p.namespace().unwrap_or_default(), &p.name_any());
+                            ObjectRef::from(p.as_ref())
+                        })
                         .collect::<Vec<_>>()
                 })
                 .reconcile_all_on(became_leader)
