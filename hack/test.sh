@@ -15,6 +15,21 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
+# Prometheus and promtool for tests/monitoring.rs (Debian bookworm: 2.42). The
+# package's service must not start: a policy-rc.d that denies every start is in
+# place during the install (where the machine has none of its own), and
+# --no-install-recommends leaves out node-exporter.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  (
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  )
+fi
 cargo_deny_version=0.20.2
 if [[ $(cargo deny --version 2>/dev/null) != "cargo-deny $cargo_deny_version" ]]; then
   cargo install --locked --quiet cargo-deny --version "$cargo_deny_version"
