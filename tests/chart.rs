@@ -264,7 +264,7 @@ async fn monitoring_objects_need_their_api_or_force() {
     );
     assert!(kinds(&with_api).iter().any(|k| k == "ServiceMonitor"));
     assert!(kinds(&with_api).iter().any(|k| k == "PrometheusRule"));
-    assert!(with_api.contains("keyrotor_policy_next_rotation_timestamp_seconds + 86400"));
+    assert!(with_api.contains("+ 86400 < time()"));
 }
 
 #[tokio::test]

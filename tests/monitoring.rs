@@ -746,3 +746,85 @@ async fn prometheus_with_the_charts_settings_alerts_on_the_broken_policy_only_th
     assert_eq!(absent["labels"]["job"], JOB);
     assert_eq!(absent["labels"]["severity"], "critical");
 }
+
+/// The value of the sample `name` (with its labels, exactly) in a scrape.
+fn sample(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_exports_per_policy_series_and_the_standby_takes_them_over() {
+    let s = Scenario::new("mon-leader").await;
+    let ns = s.namespace.clone();
+    let spawn = |identity: &'static str| {
+        let flags = [
+            "--leader-election",
+            "true",
+            "--leader-election-namespace",
+            ns.as_str(),
+            "--leader-election-lease-name",
+            "keyrotor-monitoring",
+            "--leader-election-lease-duration",
+            "4s",
+            "--leader-election-renew-deadline",
+            "3s",
+            "--leader-election-retry-period",
+            "500ms",
+            "--identity",
+            identity,
+        ];
+        s.spawn_operator(identity, &flags, &[])
+    };
+    let mut a = spawn("a");
+    a.wait_for_log("became the leader").await;
+    let b = spawn("b");
+    b.wait_for_log("caches synced").await;
+    s.create_policy("p", json!({"credentialsRef": {"name": "no-such-secret"}}))
+        .await;
+    s.wait_ready_reason("p", ReadyReason::SecretNotFound.as_str())
+        .await;
+    let series = format!(
+        "keyrotor_policy_condition{{namespace=\"{ns}\",name=\"p\",type=\"Ready\",status=\"False\",reason=\"SecretNotFound\"}}"
+    );
+    // Nothing is left waiting once the pass is done (the queue does not leak).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        let scrape = a.scrape().await;
+        if sample(&scrape, "keyrotor_workqueue_depth") == Some(0.0) {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never drained: {scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(sample(&leader, &series), Some(1.0), "{leader}");
+    assert_eq!(sample(&leader, "keyrotor_leader"), Some(1.0));
+    let standby = b.scrape().await;
+    assert_eq!(sample(&standby, "keyrotor_leader"), Some(0.0), "{standby}");
+    assert!(
+        !standby.contains("name=\"p\""),
+        "the standby exports per-policy series: {standby}"
+    );
+    assert_eq!(sample(&standby, "keyrotor_workqueue_depth"), Some(0.0));
+
+    // The leader goes; the standby takes over and reports the policy itself.
+    a.kill();
+    b.wait_for_log("became the leader").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let scrape = b.scrape().await;
+        if sample(&scrape, &series) == Some(1.0) {
+            assert_eq!(sample(&scrape, "keyrotor_leader"), Some(1.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new leader never reported p: {scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
