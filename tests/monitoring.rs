@@ -568,9 +568,57 @@ fn scrape_job_from_service_monitor(monitor: &Value, target: &str) -> Value {
                 "pod": "kr-keyrotor-0",
             }
         }],
-        "relabel_configs": endpoint.get("relabelings").cloned().unwrap_or(json!([])),
-        "metric_relabel_configs": endpoint.get("metricRelabelings").cloned().unwrap_or(json!([])),
+        "relabel_configs": relabel_configs(endpoint.get("relabelings")),
+        "metric_relabel_configs": relabel_configs(endpoint.get("metricRelabelings")),
     })
+}
+
+/// A ServiceMonitor's `relabelings` as Prometheus' `relabel_configs`: the
+/// same rules, the Operator's camelCase keys in Prometheus' snake_case.
+fn relabel_configs(relabelings: Option<&Value>) -> Value {
+    let rules = relabelings
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    rules
+        .iter()
+        .map(|rule| {
+            let fields = rule.as_object().expect("a relabeling is a map");
+            fields
+                .iter()
+                .map(|(key, value)| {
+                    let snake: String = key
+                        .chars()
+                        .flat_map(|c| {
+                            let lower = c.to_ascii_lowercase();
+                            if c.is_ascii_uppercase() {
+                                vec!['_', lower]
+                            } else {
+                                vec![lower]
+                            }
+                        })
+                        .collect();
+                    let value = match (snake.as_str(), value.as_str()) {
+                        ("action", Some(action)) => json!(action.to_lowercase()),
+                        _ => value.clone(),
+                    };
+                    (snake, value)
+                })
+                .collect::<serde_json::Map<String, Value>>()
+                .into()
+        })
+        .collect::<Vec<Value>>()
+        .into()
+}
+
+#[test]
+fn service_monitor_relabelings_become_prometheus_relabel_configs() {
+    let rules = json!([{"sourceLabels": ["__meta_x"], "targetLabel": "pod", "action": "Replace"}]);
+    assert_eq!(
+        relabel_configs(Some(&rules)),
+        json!([{"source_labels": ["__meta_x"], "target_label": "pod", "action": "replace"}])
+    );
+    assert_eq!(relabel_configs(None), json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
