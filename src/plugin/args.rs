@@ -26,11 +26,21 @@ pub struct ConnectionArgs {
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     /// Path to a kubeconfig file (default: `KUBECONFIG`, else `~/.kube/config`, else in-cluster).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use (default: the current context).
     #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
+    /// Username to impersonate for the operation (kubectl's `--as`): a user or
+    /// a service account, e.g. `system:serviceaccount:NAMESPACE:NAME`.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Group to impersonate (kubectl's `--as-group`); repeat it for several groups. Needs `--as`.
+    #[arg(long, global = true, value_name = "GROUP", requires = "as_user")]
+    pub as_group: Vec<String>,
+    /// UID to impersonate (kubectl's `--as-uid`). Needs `--as`.
+    #[arg(long, global = true, value_name = "UID", requires = "as_user")]
+    pub as_uid: Option<String>,
 }
 
 /// Subcommands.
@@ -38,8 +48,21 @@ pub struct ConnectionArgs {
 pub enum PluginCommand {
     /// Ask the operator for an on-demand key rotation (sets keyrotor.dev/rotate-requested-at).
     Rotate(RotateArgs),
-    /// Show the rotation state of policies as a table.
+    /// Show one policy in detail (conditions, pending request, account, events), or policies as a table.
     Status(StatusArgs),
+    /// Print a shell completion script for `kubectl-keyrotor` (bash, zsh, fish, ...).
+    ///
+    /// For `kubectl keyrotor <TAB>` put the `kubectl_complete-keyrotor`
+    /// executable of the release archive on PATH instead (kubectl 1.26 and later).
+    Completion(CompletionArgs),
+}
+
+/// `kubectl keyrotor completion SHELL`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `kubectl keyrotor rotate`.
@@ -72,7 +95,7 @@ pub struct RotateArgs {
 /// `kubectl keyrotor status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// One policy (default: all in the namespace).
+    /// One policy, shown in detail (default: a table of all in the namespace).
     pub name: Option<String>,
     /// Only the policies matching this label selector.
     #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "name")]
@@ -97,7 +120,7 @@ mod tests {
     fn rotate(args: &[&str]) -> RotateArgs {
         match parse(args).expect("parses").command {
             PluginCommand::Rotate(rotate) => rotate,
-            PluginCommand::Status(_) => panic!("expected rotate"),
+            _ => panic!("expected rotate"),
         }
     }
 
@@ -152,6 +175,46 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
         let err = parse(&["status", "p", "-l", "a=b"]).expect_err("name or selector");
         assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn impersonation_flags_read_like_kubectls() {
+        let cli = parse(&[
+            "status",
+            "p",
+            "--as",
+            "system:serviceaccount:a:b",
+            "--as-group",
+            "g1",
+            "--as-group=g2",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.connection.as_user.as_deref(),
+            Some("system:serviceaccount:a:b")
+        );
+        assert_eq!(cli.connection.as_group, ["g1", "g2"]);
+        // Before the subcommand too, as the other connection flags.
+        let cli = parse(&["--as", "jane", "status"]).expect("parses");
+        assert_eq!(cli.connection.as_user.as_deref(), Some("jane"));
+        // A group or uid alone is refused, as the API server would.
+        let err = parse(&["status", "--as-group", "g"]).expect_err("needs --as");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["status", "--as-uid", "1"]).expect_err("needs --as");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn completion_takes_a_shell() {
+        let cli = parse(&["completion", "bash"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            PluginCommand::Completion(CompletionArgs {
+                shell: clap_complete::Shell::Bash
+            })
+        ));
+        let err = parse(&["completion", "tcsh"]).expect_err("unknown shell");
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum PluginError {
         "the cluster does not serve accesskeypolicies.keyrotor.dev; is the keyrotor CRD installed?"
     )]
     ApiMissing,
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(String),
     /// Any other API failure, with what the plugin was doing.
     #[error("{action}: {reason}")]
     Api {

@@ -1,18 +1,21 @@
-//! `kubectl keyrotor status`: the selected policies as a kubectl-style table.
+//! `kubectl keyrotor status`: the selected policies as a kubectl-style table,
+//! or one policy by name in detail (`describe.rs`).
 
 use jiff::Timestamp;
 
 use super::{
-    args::StatusArgs, connect::Connection, error::PluginError, report::outcome_name,
+    args::StatusArgs, connect::Connection, describe, error::PluginError, report::outcome_name,
     selection::Selection,
 };
-use crate::crd::{AccessKeyPolicy, RotateOutcome};
+use crate::crd::{AccessKeyPolicy, ConditionType, RotateOutcome};
 
-/// What `status` prints: a table, or a note that nothing matched.
+/// What `status` prints: a table, one policy in detail, or a note that nothing matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusOutput {
     /// The table, one line per policy after the header.
     Table(String),
+    /// The detail view of one policy (`status NAME`).
+    Detail(String),
     /// Nothing matched (not an error, as with `kubectl get`).
     Empty(String),
 }
@@ -22,6 +25,14 @@ pub async fn status(
     connection: &Connection,
     args: &StatusArgs,
 ) -> Result<StatusOutput, PluginError> {
+    if let Some(name) = &args.name {
+        let (policy, events) = describe::detail(connection, name).await?;
+        return Ok(StatusOutput::Detail(describe::render(
+            &policy,
+            &events,
+            Timestamp::now(),
+        )));
+    }
     let selection = Selection::new(
         args.name.as_deref(),
         args.selector.as_deref(),
@@ -79,7 +90,11 @@ impl StatusRow {
             last_rotation: status.and_then(|s| s.last_key_rotation_at),
             next_rotation: status.and_then(|s| s.next_key_rotation_at),
             ready: status
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == ConditionType::Ready.as_str())
+                })
                 .map(|c| (c.status.clone(), c.reason.clone())),
             last_outcome: status.and_then(|s| s.last_rotate_outcome),
         }
@@ -159,7 +174,7 @@ fn interval(row: &StatusRow) -> String {
 }
 
 /// `2026-11-14T09:12:44Z (12d ago)` or `... (in 18d)`.
-fn moment(at: Timestamp, now: Timestamp) -> String {
+pub(super) fn moment(at: Timestamp, now: Timestamp) -> String {
     let seconds = now.duration_since(at).as_secs();
     if seconds >= 0 {
         format!("{at:.0} ({} ago)", short_age(seconds))
@@ -169,7 +184,7 @@ fn moment(at: Timestamp, now: Timestamp) -> String {
 }
 
 /// An age the way kubectl's AGE column writes it: `45s`, `10m`, `5h`, `12d`, `2y`.
-fn short_age(seconds: i64) -> String {
+pub(super) fn short_age(seconds: i64) -> String {
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 2 * 3600 => format!("{}m", s / 60),

@@ -259,7 +259,7 @@ fn ready_condition(
         .as_ref()?
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == crate::crd::ConditionType::Ready.as_str())
 }
 
 #[cfg(test)]
