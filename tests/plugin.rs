@@ -365,10 +365,20 @@ async fn status_shows_each_policys_account_interval_and_readiness() {
     // Observe never writes: the account keeps 42 days while the spec wants 30.
     assert!(lines[2].contains("30d (account 42d)"), "{run}");
 
-    // One by name.
+    // One by name: the detail view of that one.
     let run = plugin(&s, &["status", "two", "-n", &s.namespace]).await;
     assert_eq!(run.code, 0, "{run}");
-    assert_eq!(run.stdout.lines().count(), 2, "{run}");
+    assert!(run.stdout.starts_with("Name: two\n"), "{run}");
+    assert!(
+        run.stdout
+            .contains("Observe (reads the account, never writes)"),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("Key rotation interval: 42d (the spec wants 30d)"),
+        "{run}"
+    );
     assert!(!run.stdout.contains(ACCOUNT), "{run}");
 
     // Without -n: the kubeconfig context's namespace.
@@ -420,4 +430,360 @@ async fn status_across_namespaces_names_each_namespace() {
     assert!(p.contains(ACCOUNT) && p.contains("Unknown"), "{p}");
     let q = row(&second.namespace, "q").expect("second namespace's row");
     assert!(q.contains(OTHER_ACCOUNT), "{q}");
+}
+
+/// `kubectl ARGS` with the plugin's directory, `completion_dir` (holding a
+/// `kubectl_complete-keyrotor`) and the tools on PATH.
+async fn kubectl_with_completion(s: &Scenario, completion_dir: &Path, args: &[&str]) -> Run {
+    let plugin_dir = Path::new(PLUGIN)
+        .parent()
+        .expect("the plugin has a directory");
+    let path = std::env::join_paths([
+        completion_dir.to_path_buf(),
+        plugin_dir.to_path_buf(),
+        s.plane.tools_dir().to_path_buf(),
+        "/usr/bin".into(),
+        "/bin".into(),
+    ])
+    .expect("PATH");
+    let mut command = Command::new(s.plane.tools_dir().join("kubectl"));
+    command
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", s.plane.kubeconfig_path());
+    finish(command).await
+}
+
+/// The candidates of a cobra `__complete` answer (without their help) and its directive.
+fn candidates(run: &Run) -> (Vec<String>, String) {
+    let mut lines: Vec<&str> = run.stdout.lines().filter(|l| !l.is_empty()).collect();
+    let directive = lines.pop().unwrap_or_default().to_owned();
+    let values = lines
+        .iter()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_owned())
+        .collect();
+    (values, directive)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_completes_subcommands_flags_and_policy_names_through_the_plugin() {
+    let s = Scenario::new("plugin-complete").await;
+    s.create_policy("alpha", json!({})).await;
+    s.create_policy("beta", json!({"accountId": OTHER_ACCOUNT}))
+        .await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    // kubectl finds the shipped script on PATH; the script runs the plugin
+    // binary (from PATH here, as after `install` into a directory of its own).
+    let script_dir = s
+        .plane
+        .dir()
+        .join(format!("complete-script-{}", s.namespace));
+    std::fs::create_dir_all(&script_dir).expect("dir");
+    std::fs::copy(
+        root.join("deploy/krew/kubectl_complete-keyrotor"),
+        script_dir.join("kubectl_complete-keyrotor"),
+    )
+    .expect("copy the completion script");
+    // The binary answers when it is itself called kubectl_complete-keyrotor (a symlink).
+    let link_dir = s.plane.dir().join(format!("complete-link-{}", s.namespace));
+    std::fs::create_dir_all(&link_dir).expect("dir");
+    let link = link_dir.join("kubectl_complete-keyrotor");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(PLUGIN, &link).expect("symlink");
+
+    for dir in [&script_dir, &link_dir] {
+        let run = kubectl_with_completion(&s, dir, &["__complete", "keyrotor", ""]).await;
+        assert_eq!(run.code, 0, "{run}");
+        let (values, directive) = candidates(&run);
+        for subcommand in ["rotate", "status", "completion"] {
+            assert!(values.iter().any(|v| v == subcommand), "{dir:?}: {run}");
+        }
+        assert!(!values.iter().any(|v| v.starts_with('-')), "{run}");
+        assert_eq!(directive, ":4", "no file names: {run}");
+        assert!(
+            run.stdout
+                .contains("rotate\tAsk the operator for an on-demand key rotation"),
+            "the help goes with each candidate: {run}"
+        );
+
+        // Flags of the subcommand, after a `-`.
+        let run =
+            kubectl_with_completion(&s, dir, &["__complete", "keyrotor", "rotate", "--f"]).await;
+        assert_eq!(
+            candidates(&run),
+            (vec!["--force".to_owned()], ":4".to_owned()),
+            "{run}"
+        );
+        let run =
+            kubectl_with_completion(&s, dir, &["__complete", "keyrotor", "status", "--as"]).await;
+        let (values, _) = candidates(&run);
+        assert_eq!(values, ["--as", "--as-group", "--as-uid"], "{run}");
+
+        // Policy names, read from the namespace typed with -n.
+        let run = kubectl_with_completion(
+            &s,
+            dir,
+            &["__complete", "keyrotor", "status", "-n", &s.namespace, ""],
+        )
+        .await;
+        assert_eq!(
+            candidates(&run),
+            (vec!["alpha".to_owned(), "beta".to_owned()], ":4".to_owned()),
+            "{run}"
+        );
+        let run = kubectl_with_completion(
+            &s,
+            dir,
+            &[
+                "__complete",
+                "keyrotor",
+                "--namespace",
+                &s.namespace,
+                "rotate",
+                "b",
+            ],
+        )
+        .await;
+        assert_eq!(candidates(&run).0, ["beta"], "{run}");
+        // Namespaces for -n.
+        let run = kubectl_with_completion(
+            &s,
+            dir,
+            &["__complete", "keyrotor", "status", "-n", "plugin-compl"],
+        )
+        .await;
+        assert!(
+            candidates(&run).0.contains(&s.namespace),
+            "{}: {run}",
+            s.namespace
+        );
+    }
+
+    // Someone who may not list policies gets no names, and no error on the terminal.
+    let run = kubectl_with_completion(
+        &s,
+        &script_dir,
+        &[
+            "__complete",
+            "keyrotor",
+            "status",
+            "-n",
+            &s.namespace,
+            "--as",
+            "nobody",
+            "",
+        ],
+    )
+    .await;
+    assert_eq!(candidates(&run), (vec![], ":4".to_owned()), "{run}");
+
+    // `completion SHELL` for the binary itself.
+    for (shell, markers) in [
+        ("bash", ["complete -F _kubectl__keyrotor", "--force"]),
+        ("zsh", ["#compdef kubectl-keyrotor", "--force"]),
+        ("fish", ["complete -c kubectl-keyrotor", "-l force"]),
+    ] {
+        let run = plugin(&s, &["completion", shell]).await;
+        assert_eq!(run.code, 0, "{shell}: {run}");
+        for marker in markers {
+            assert!(run.stdout.contains(marker), "{shell} lacks {marker}: {run}");
+        }
+    }
+}
+
+/// Grants `subject` (a user or group RoleBinding subject) the plugin's rights
+/// on policies in the scenario's namespace.
+async fn grant_policy_rights(s: &Scenario, binding: &str, subject: serde_json::Value) {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let params = kube::api::PostParams::default();
+    let roles: kube::Api<Role> = kube::Api::namespaced(s.client.clone(), &s.namespace);
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": binding},
+        "rules": [{
+            "apiGroups": ["keyrotor.dev"],
+            "resources": ["accesskeypolicies"],
+            "verbs": ["get", "list", "watch", "patch"],
+        }],
+    }))
+    .expect("role");
+    roles.create(&params, &role).await.expect("create role");
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(s.client.clone(), &s.namespace);
+    let role_binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": binding},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": binding},
+        "subjects": [subject],
+    }))
+    .expect("role binding");
+    bindings
+        .create(&params, &role_binding)
+        .await
+        .expect("create role binding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_and_as_group_act_as_that_user_and_a_user_without_rights_is_refused() {
+    let s = Scenario::new("plugin-as").await;
+    s.create_policy("p", json!({})).await;
+    let ns = s.namespace.clone();
+    grant_policy_rights(
+        &s,
+        "rotator",
+        json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"}),
+    )
+    .await;
+    grant_policy_rights(
+        &s,
+        "rotators",
+        json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "keyrotor-rotators"}),
+    )
+    .await;
+
+    // A user without rights on policies: refused, and the error says who and what.
+    for args in [
+        vec!["status", "p", "-n", &ns, "--as", "mallory"],
+        vec!["status", "-n", &ns, "--as", "mallory"],
+        vec!["rotate", "p", "-n", &ns, "--as", "mallory"],
+    ] {
+        let run = plugin(&s, &args).await;
+        assert_eq!(run.code, 1, "{args:?}: {run}");
+        assert!(run.stderr.contains("forbidden"), "{args:?}: {run}");
+        assert!(run.stderr.contains("\"mallory\""), "{args:?}: {run}");
+        assert!(run.stderr.contains("HTTP 403"), "{args:?}: {run}");
+    }
+    assert_eq!(annotation(&s.policy("p").await, ROTATE), None);
+
+    // A user with rights: works, as that user (the admin client would always work).
+    let run = plugin(&s, &["status", "-n", &ns, "--as", "jane"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains(ACCOUNT), "{run}");
+    let run = plugin(&s, &["--as", "jane", "rotate", "p", "-n", &ns]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(annotation(&s.policy("p").await, ROTATE).is_some());
+
+    // The rights come from a group: without it refused, with --as-group allowed.
+    let run = plugin(&s, &["status", "p", "-n", &ns, "--as", "bob"]).await;
+    assert_eq!(run.code, 1, "{run}");
+    let run = plugin(
+        &s,
+        &[
+            "status",
+            "p",
+            "-n",
+            &ns,
+            "--as",
+            "bob",
+            "--as-group",
+            "keyrotor-rotators",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("Name: p"), "{run}");
+
+    // Through kubectl too (kubectl hands the flags to the plugin).
+    let run = kubectl_keyrotor(&s, &["status", "-n", &ns, "--as", "mallory"]).await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("forbidden"), "{run}");
+
+    // A real user who may not impersonate cannot use --as to gain rights.
+    let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        kube::Api::namespaced(s.client.clone(), &ns);
+    let account: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "plain"}})).expect("sa");
+    accounts
+        .create(&Default::default(), &account)
+        .await
+        .expect("create service account");
+    let (kubeconfig, _) = support::service_account_kubeconfig(s.plane, &ns, "plain").await;
+    let run = plugin_with(
+        Path::new(&kubeconfig),
+        &["status", "p", "-n", &ns, "--as", "jane"],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("cannot impersonate"), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_name_shows_conditions_the_rotate_request_the_account_and_events() {
+    let mut s = ready_scenario("plugin-detail").await;
+    let ten_days_ago = Timestamp::now()
+        .checked_sub(SignedDuration::from_hours(240))
+        .expect("time");
+    s.sim()
+        .upsert_account(AccountSeed::new(ACCOUNT).last_rotated_at(ten_days_ago));
+    s.create_policy("p", json!({})).await;
+    s.wait_for("p", "Ready", is_ready).await;
+    let run = plugin(&s, &["rotate", "p", "-n", &s.namespace, "--wait"]).await;
+    assert_eq!(run.code, 0, "{run}\n{}", s.operator_log());
+    let request = annotation(&s.policy("p").await, ROTATE).expect("request");
+
+    let run = plugin(&s, &["status", "p", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    let view = &run.stdout;
+    let p = s.policy("p").await;
+    let status = p.status.clone().expect("status");
+    for wanted in [
+        "Name: p\n".to_owned(),
+        format!("Namespace: {}\n", s.namespace),
+        format!("Spec:\n  Account: {ACCOUNT}\n  Key rotation interval: 30d\n"),
+        "  Management policy: Manage\n".to_owned(),
+        "  Credentials: Secret cloudflare-api\n".to_owned(),
+        "  Rotation cooldown: 168h\n".to_owned(),
+        format!(
+            "Rotate request:\n  Requested: {request}\n  State: handled: Rotated: key rotated at "
+        ),
+        format!("  Last handled: {request}\n  Last outcome: Rotated\n"),
+        "Account:\n  Key rotation interval: 30d (as the spec)\n".to_owned(),
+        "Events:\n  Type ".to_owned(),
+    ] {
+        assert!(view.contains(&wanted), "{wanted:?} missing:\n{run}");
+    }
+    // Every condition of the status, whatever its name.
+    assert!(!status.conditions.is_empty());
+    for condition in &status.conditions {
+        let line = format!(
+            "  {}: {}, Reason: {}",
+            condition.type_, condition.status, condition.reason
+        );
+        assert!(view.contains(&line), "{line:?} missing:\n{run}");
+    }
+    // The events the operator recorded for it, newest last.
+    let events = s.events("p").await;
+    assert!(!events.is_empty());
+    let event_lines: Vec<&str> = view
+        .split("Events:\n")
+        .nth(1)
+        .expect("events section")
+        .lines()
+        .skip(1)
+        .collect();
+    assert_eq!(event_lines.len(), events.len(), "{run}");
+    for (reason, note) in &events {
+        assert!(
+            event_lines
+                .iter()
+                .any(|l| l.contains(reason.as_str()) && l.contains(note.as_str())),
+            "{reason} {note}: {run}"
+        );
+    }
+    assert!(
+        event_lines.last().is_some_and(|l| l.contains("Rotated")),
+        "{run}"
+    );
+
+    // With the operator gone, a new request shows as pending.
+    s.operator.as_mut().expect("operator").kill();
+    let run = plugin(&s, &["rotate", "p", "-n", &s.namespace, "--force"]).await;
+    assert_eq!(run.code, 0, "{run}");
+    let pending = annotation(&s.policy("p").await, ROTATE).expect("request");
+    let run = plugin(&s, &["status", "p", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.contains(&format!(
+            "  Requested: {pending} (forced)\n  State: pending: the operator has not handled it yet\n  Last handled: {request}\n"
+        )),
+        "{run}"
+    );
 }

@@ -116,19 +116,25 @@ pub fn complete(words: &[OsString], current_dir: Option<&Path>) -> Completions {
         .chain(std::iter::once(current))
         .collect();
     let index = args.len() - 1;
-    let candidates = clap_complete::engine::complete(&mut command, args, index, current_dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| !c.is_hide_set())
-        .map(|c| {
-            let help = c
-                .get_help()
-                .map(|h| h.to_string())
-                .and_then(|h| h.lines().next().map(str::to_owned))
-                .filter(|h| !h.is_empty());
-            (c.get_value().to_string_lossy().into_owned(), help)
-        })
-        .collect();
+    let typing_a_flag = args[index].to_string_lossy().starts_with('-');
+    let mut candidates: Vec<(String, Option<String>)> =
+        clap_complete::engine::complete(&mut command, args, index, current_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !c.is_hide_set())
+            .map(|c| {
+                let help = c
+                    .get_help()
+                    .map(|h| h.to_string())
+                    .and_then(|h| h.lines().next().map(str::to_owned))
+                    .filter(|h| !h.is_empty());
+                (c.get_value().to_string_lossy().into_owned(), help)
+            })
+            .collect();
+    // As cobra (kubectl's own completion) does: flags only once a `-` is typed.
+    if !typing_a_flag {
+        candidates.retain(|(v, _)| !v.starts_with('-'));
+    }
     Completions {
         candidates,
         directive: Directive::NoFileComp,
@@ -292,6 +298,9 @@ mod tests {
             "{help:?}"
         );
         assert_eq!(values(&["st"]), ["status"]);
+        // Flags wait for a `-`, as in kubectl.
+        assert!(!names.iter().any(|v| v.starts_with('-')), "{names:?}");
+        assert!(values(&["-"]).iter().any(|v| v == "--namespace"));
     }
 
     #[test]
