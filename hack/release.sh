@@ -148,18 +148,48 @@ grep -q "image: \"$repository:$version\"" "$out/install.yaml" ||
   die "install.yaml does not pin the image $repository:$version"
 
 # --- kubectl-keyrotor archives and the krew manifest ------------------------------
+# The archive holds the binary, kubectl's completion hook for it
+# (deploy/krew/kubectl_complete-keyrotor, see docs/kubectl-plugin.md) and LICENSE.
 plugin_archive=kubectl-keyrotor_${version}_${os}_${arch}.tar.gz
 mkdir -p "$work/plugin"
 install -m 0755 "$plugin" "$work/plugin/kubectl-keyrotor"
+install -m 0755 deploy/krew/kubectl_complete-keyrotor "$work/plugin/kubectl_complete-keyrotor"
 install -m 0644 LICENSE "$work/plugin/LICENSE"
-reproducible_tgz "$work/plugin" "$out/$plugin_archive" kubectl-keyrotor LICENSE
+reproducible_tgz "$work/plugin" "$out/$plugin_archive" kubectl-keyrotor kubectl_complete-keyrotor LICENSE
 sha=$(sha256sum "$out/$plugin_archive" | awk '{print $1}')
-# Only this machine's platform is built (docs/release.md says why); a template
-# platform without its archive would be a broken manifest.
-sed -e "s/@VERSION@/$version/g" -e "s/@SHA256_LINUX_AMD64@/$sha/g" \
-  deploy/krew/keyrotor.yaml.tmpl | grep -v '^# ' >"$out/keyrotor.yaml"
+# The krew manifest has one platform entry per archive built here: the
+# template's entry for each os/arch is kept (and filled) only when its archive
+# exists, so a platform that could not be built is left out rather than
+# shipped broken. Only this machine's platform is built (docs/release.md says why).
+python3 - deploy/krew/keyrotor.yaml.tmpl "$out/keyrotor.yaml" "$version" "$os/$arch=$sha" <<'PY'
+import re, sys
+template, target, version = sys.argv[1:4]
+built = dict(arg.split("=", 1) for arg in sys.argv[4:])
+text = open(template).read()
+# Comment lines starting with "# " are the template's own notes.
+text = "".join(l for l in text.splitlines(keepends=True) if not l.startswith("# "))
+head, _, platforms = text.partition("  platforms:\n")
+entries = re.split(r"(?m)^(?=    - selector:)", platforms)
+rest = ""
+if entries and not entries[-1].startswith("    - selector:"):
+    rest = entries.pop()
+kept = []
+for entry in entries:
+    if not entry.strip():
+        continue
+    os_ = re.search(r"os: (\S+)", entry).group(1)
+    arch = re.search(r"arch: (\S+)", entry).group(1)
+    sha = built.get(f"{os_}/{arch}")
+    if sha is None:
+        continue
+    kept.append(entry.replace(f"@SHA256_{os_.upper()}_{arch.upper()}@", sha))
+if not kept:
+    sys.exit("release: no platform of the krew template was built")
+out = (head + "  platforms:\n" + "".join(kept) + rest).replace("@VERSION@", version)
+open(target, "w").write(out)
+PY
 if grep -q '@[A-Z0-9_]*@' "$out/keyrotor.yaml"; then
-  die "deploy/krew/keyrotor.yaml.tmpl has placeholders no archive filled (no $os/$arch archive?)"
+  die "deploy/krew/keyrotor.yaml.tmpl has placeholders no archive filled"
 fi
 
 # --- SBOM ---------------------------------------------------------------------------
@@ -209,8 +239,8 @@ PY
   echo "- SBOM of the Rust dependency tree (CycloneDX JSON): \`$sbom\`"
   echo "- \`SHA256SUMS\`: \`sha256sum -c SHA256SUMS\`"
   echo
-  echo "Only $os/$arch is built: the build machines have no cross toolchain for other"
-  echo "platforms (see docs/release.md)."
+  echo "Only $os/$arch is built: the build machines have no Rust standard library for"
+  echo "other platforms (see docs/release.md)."
 } >"$out/RELEASE_NOTES.md"
 
 (cd "$out" && find . -maxdepth 1 -type f -printf '%P\n' | LC_ALL=C sort | xargs sha256sum --) >"$work/SHA256SUMS"

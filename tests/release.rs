@@ -146,7 +146,8 @@ fn release_builds_every_artefact_and_refuses_another_version() {
         .args(["--strict", "-c", "SHA256SUMS"])
         .current_dir(&out));
 
-    // The plugin archive: the binary and LICENSE, owned by 0/0, dated SOURCE_DATE_EPOCH.
+    // The plugin archive: the binary, kubectl's completion hook and LICENSE,
+    // owned by 0/0, dated SOURCE_DATE_EPOCH.
     let listing = run(Command::new("tar")
         .args(["--numeric-owner", "--full-time", "-tvzf"])
         .arg(out.join(&plugin))
@@ -155,7 +156,11 @@ fn release_builds_every_artefact_and_refuses_another_version() {
         .lines()
         .filter_map(|l| l.split_whitespace().last())
         .collect();
-    assert_eq!(names, ["LICENSE", "kubectl-keyrotor"], "{listing}");
+    assert_eq!(
+        names,
+        ["LICENSE", "kubectl-keyrotor", "kubectl_complete-keyrotor"],
+        "{listing}"
+    );
     for line in listing.lines() {
         assert!(line.contains(" 0/0 "), "not owned by 0/0: {line}");
         assert!(
@@ -163,7 +168,13 @@ fn release_builds_every_artefact_and_refuses_another_version() {
             "mtime is not SOURCE_DATE_EPOCH: {line}"
         );
     }
-    assert!(listing.contains("-rwxr-xr-x"), "{listing}");
+    for line in listing.lines().filter(|l| l.contains("kubectl")) {
+        assert!(line.starts_with("-rwxr-xr-x"), "not executable: {line}");
+    }
+    assert_eq!(
+        member(&out.join(&plugin), "kubectl_complete-keyrotor"),
+        std::fs::read(root().join("deploy/krew/kubectl_complete-keyrotor")).expect("script")
+    );
     assert_eq!(
         member(&out.join(&plugin), "kubectl-keyrotor"),
         std::fs::read(env!("CARGO_BIN_EXE_kubectl-keyrotor")).expect("plugin binary")
@@ -195,7 +206,35 @@ fn release_builds_every_artefact_and_refuses_another_version() {
             "{file}"
         );
         assert_eq!(platform["bin"], "kubectl-keyrotor");
+        let files: Vec<&str> = platform["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["from"].as_str())
+            .collect();
+        assert_eq!(
+            files,
+            ["kubectl-keyrotor", "kubectl_complete-keyrotor", "LICENSE"]
+        );
     }
+    // Only the platforms built here (this machine's), each with its archive.
+    let built: Vec<String> = platforms
+        .iter()
+        .map(|p| {
+            let labels = &p["selector"]["matchLabels"];
+            format!(
+                "{}/{}",
+                labels["os"].as_str().unwrap_or_default(),
+                labels["arch"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(built, ["linux/amd64"]);
+    assert!(
+        krew["spec"]["caveats"]
+            .as_str()
+            .is_some_and(|c| c.contains("kubectl_complete-keyrotor"))
+    );
 
     // The packaged chart carries the version and appVersion.
     let chart_yaml =
