@@ -300,7 +300,7 @@ mod tests {
         assert_eq!(values(&["st"]), ["status"]);
         // Flags wait for a `-`, as in kubectl.
         assert!(!names.iter().any(|v| v.starts_with('-')), "{names:?}");
-        assert!(values(&["-"]).iter().any(|v| v == "--namespace"));
+        assert!(values(&["-"]).iter().any(|v| v == "-n"));
     }
 
     #[test]
