@@ -48,7 +48,7 @@ else
 fi
 
 step "shellcheck"
-shellcheck hack/*.sh .ci/run
+shellcheck hack/*.sh .ci/run deploy/krew/kubectl_complete-keyrotor
 
 step "actionlint (.github/workflows; runs shellcheck on their scripts too)"
 actionlint_version=1.7.12
