@@ -15,6 +15,11 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && apt-get install -y -qq shellcheck >/dev/null
 fi
+# bash-completion: tests/plugin.rs completes `kubectl keyrotor ...` in a real
+# bash with kubectl's completion script, which needs its functions.
+if [[ ! -f /usr/share/bash-completion/bash_completion ]]; then
+  apt-get update -qq && apt-get install -y -qq bash-completion >/dev/null
+fi
 # Prometheus and promtool for tests/monitoring.rs (Debian bookworm: 2.42). The
 # package's service must not start: a policy-rc.d that denies every start is in
 # place during the install (where the machine has none of its own), and

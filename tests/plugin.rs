@@ -787,3 +787,70 @@ async fn status_name_shows_conditions_the_rotate_request_the_account_and_events(
         "{run}"
     );
 }
+
+/// Debian's bash-completion, which kubectl's bash completion script needs
+/// (hack/test.sh installs it).
+const BASH_COMPLETION: &str = "/usr/share/bash-completion/bash_completion";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bash_completes_kubectl_keyrotor_words_with_kubectls_own_completion_script() {
+    assert!(
+        Path::new(BASH_COMPLETION).is_file(),
+        "{BASH_COMPLETION} is missing: apt-get install bash-completion (hack/test.sh does)"
+    );
+    let s = Scenario::new("plugin-bash").await;
+    s.create_policy("production", json!({})).await;
+    // As a user sets it up: the plugin on PATH and kubectl_complete-keyrotor a
+    // symlink to it (what the krew caveat says to do).
+    let dir = s.plane.dir().join(format!("bash-path-{}", s.namespace));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for name in ["kubectl-keyrotor", "kubectl_complete-keyrotor"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    std::os::unix::fs::symlink(PLUGIN, dir.join("kubectl-keyrotor")).expect("symlink");
+    std::os::unix::fs::symlink("kubectl-keyrotor", dir.join("kubectl_complete-keyrotor"))
+        .expect("symlink");
+    let path = std::env::join_paths([
+        dir.clone(),
+        s.plane.tools_dir().to_path_buf(),
+        "/usr/bin".into(),
+        "/bin".into(),
+    ])
+    .expect("PATH");
+    // Each line: the words on the command line; bash completes the last one
+    // the way <TAB> would, and the script prints COMPREPLY.
+    let script = format!(
+        r#"
+source {BASH_COMPLETION}
+source <(kubectl completion bash)
+try() {{
+  COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${{#COMP_LINE}}
+  COMPREPLY=()
+  __start_kubectl kubectl "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD - 1]}}" 2>/dev/null
+  echo "$*=>${{COMPREPLY[*]}}"
+}}
+try kubectl keyrotor sta
+try kubectl keyrotor rotate --fo
+try kubectl keyrotor status -n {ns} prod
+try kubectl keyrotor rotate -n {ns} --force ""
+"#,
+        ns = s.namespace
+    );
+    let mut command = Command::new("bash");
+    command
+        .arg("--norc")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", path)
+        .env("KUBECONFIG", s.plane.kubeconfig_path());
+    let run = finish(command).await;
+    assert_eq!(run.code, 0, "{run}");
+    let ns = &s.namespace;
+    let expected = format!(
+        "kubectl keyrotor sta=>status\n\
+         kubectl keyrotor rotate --fo=>--force\n\
+         kubectl keyrotor status -n {ns} prod=>production\n\
+         kubectl keyrotor rotate -n {ns} --force =>production\n"
+    );
+    assert_eq!(run.stdout, expected, "{run}");
+}
