@@ -61,5 +61,17 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Probe(args) => match args.run().await {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("keyrotor probe: {err}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

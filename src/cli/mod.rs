@@ -2,11 +2,13 @@
 
 mod account;
 mod api_url;
+mod probe;
 mod run;
 
 use clap::{Parser, Subcommand};
 
 pub use account::AccountCommand;
+pub use probe::{ProbeArgs, ProbeError};
 pub use run::{LogFormat, MetricsAuth, RunArgs};
 
 /// keyrotor: keeps Cloudflare Access signing-key rotation as manifests say.
@@ -28,4 +30,7 @@ pub enum Command {
     /// Talk to the Cloudflare API directly (for checks and the demo).
     #[command(subcommand)]
     Account(AccountCommand),
+    /// GET the operator's endpoints (/readyz, /metrics) and fail unless each
+    /// answers 2xx: the chart's `helm test` pod.
+    Probe(ProbeArgs),
 }
