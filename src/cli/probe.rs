@@ -43,12 +43,13 @@ pub enum ProbeError {
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
     /// The request got no answer.
-    #[error("GET {url}: {source}")]
+    #[error("GET {url}: {detail}")]
     Request {
         /// The URL.
         url: String,
-        /// Why.
-        source: reqwest::Error,
+        /// reqwest's error with its causes (the TLS or connection error is
+        /// only in the chain: "error sending request" alone says nothing).
+        detail: String,
     },
     /// The answer was not 2xx.
     #[error("GET {url}: HTTP {status}")]
@@ -90,10 +91,10 @@ impl ProbeArgs {
             if let Some(token) = &token {
                 request = request.bearer_auth(token);
             }
-            let response = request.send().await.map_err(|source| ProbeError::Request {
-                url: url.clone(),
-                source,
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|err| request_error(url, &err))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(ProbeError::Status {
@@ -104,10 +105,7 @@ impl ProbeArgs {
             let body = response
                 .bytes()
                 .await
-                .map_err(|source| ProbeError::Request {
-                    url: url.clone(),
-                    source,
-                })?;
+                .map_err(|err| request_error(url, &err))?;
             lines.push(format!(
                 "GET {url}: HTTP {} ({} bytes)",
                 status.as_u16(),
@@ -115,5 +113,20 @@ impl ProbeArgs {
             ));
         }
         Ok(lines)
+    }
+}
+
+/// A request error with every cause in its chain, joined by ": ".
+fn request_error(url: &str, err: &reqwest::Error) -> ProbeError {
+    let mut detail = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(err) = cause {
+        detail.push_str(": ");
+        detail.push_str(&err.to_string());
+        cause = err.source();
+    }
+    ProbeError::Request {
+        url: url.to_owned(),
+        detail,
     }
 }
