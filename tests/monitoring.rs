@@ -88,7 +88,7 @@ fn rendered_rules(plane: &keyrotor_testenv::ControlPlane, extra: &[&str]) -> Str
         "--set",
         "prometheusRule.enabled=true",
         "--set",
-        "prometheusRule.force=true",
+        "prometheusRule.renderMode=alwaysRender",
     ];
     args.extend_from_slice(extra);
     let manifest = render_chart(plane, RELEASE_NS, &args);
@@ -658,7 +658,7 @@ async fn prometheus_with_the_charts_settings_alerts_on_the_broken_policy_only_th
             "--set",
             "serviceMonitor.enabled=true",
             "--set",
-            "serviceMonitor.force=true",
+            "serviceMonitor.renderMode=alwaysRender",
             "--set",
             "serviceMonitor.interval=1s",
             "--set",
