@@ -596,6 +596,32 @@ async fn global_image_pull_secrets_reach_the_pod_spec() {
     );
 }
 
+/// Without leader election a rolling update would run the old and the new
+/// operator side by side, both reconciling: one replica without it is
+/// replaced with Recreate; with leader election (two replicas) the new pod
+/// waits as a standby, so the rolling update stays; `strategy` overrides both.
+#[tokio::test]
+async fn two_operators_without_leader_election_never_overlap_in_a_rollout() {
+    let plane = keyrotor_testenv::shared().await;
+    let strategy = |extra: &[&str]| {
+        let docs = documents(&rendered(plane, "ns", extra));
+        object(&docs, "Deployment", None)["spec"]["strategy"].clone()
+    };
+    assert_eq!(strategy(&[]), serde_json::json!({"type": "Recreate"}));
+    assert_eq!(
+        strategy(&["--set", "replicaCount=2"]),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        strategy(&["--set", "leaderElection.enabled=true"]),
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        strategy(&["--set", "strategy.type=RollingUpdate"]),
+        serde_json::json!({"type": "RollingUpdate"})
+    );
+}
+
 /// Every runAsUser/runAsGroup in the rendered Deployment and test Pod.
 fn fixed_ids(docs: &[serde_json::Value]) -> Vec<String> {
     let mut found = Vec::new();
@@ -1208,10 +1234,12 @@ async fn an_extra_ca_in_ssl_cert_dir_is_trusted_next_to_the_system_store() {
     let with_ca = text(&run(&account, true));
     let without_ca = text(&run(&account, false));
     assert!(with_ca.contains("(HTTP 404)"), "with the CA: {with_ca}");
-    // Today the operator reports a refused certificate only as "could not
-    // reach Cloudflare (Connect)", without the TLS cause.
+    // A refused certificate says so, at once (retrying cannot help), and
+    // says where the CA goes.
     assert!(
-        without_ca.contains("could not reach Cloudflare"),
+        without_ca.contains("could not reach Cloudflare (Tls) after 1 attempt(s)")
+            && without_ca.contains("UnknownIssuer")
+            && without_ca.contains("SSL_CERT_DIR"),
         "without the CA: {without_ca}"
     );
 }

@@ -280,7 +280,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<(Vec<u8>, bool),
 }
 
 fn transport_error(err: reqwest::Error) -> CloudflareError {
-    let kind = if err.is_timeout() {
+    let mut kind = if err.is_timeout() {
         TransportKind::Timeout
     } else if err.is_connect() {
         TransportKind::Connect
@@ -288,10 +288,54 @@ fn transport_error(err: reqwest::Error) -> CloudflareError {
         TransportKind::Other
     };
     // No URL (it is ours anyway) and no headers: reqwest never prints those.
-    let detail = err.without_url().to_string();
+    // reqwest's own text is only "error sending request"; the causes below it
+    // say what failed (refused, reset, which certificate problem).
+    let err = err.without_url();
+    let mut detail = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(current) = cause {
+        if is_certificate_error(current) {
+            kind = TransportKind::Tls;
+        }
+        let text = current.to_string();
+        if !detail.ends_with(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        cause = current.source();
+    }
+    if kind == TransportKind::Tls {
+        detail.push_str(
+            " (behind a TLS-inspecting proxy, give the operator its CA: SSL_CERT_FILE or SSL_CERT_DIR)",
+        );
+    }
     CloudflareError::Transport {
         kind,
         detail,
         attempts: 1,
     }
+}
+
+/// Whether a cause is rustls refusing the peer's certificate: directly, or
+/// inside the `io::Error`s the TLS stream and the connector wrap it in (whose
+/// `source()` skips the payload, so it is unwrapped by hand).
+fn is_certificate_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = cause;
+    // Two wrappings in reqwest 0.13 (connector, then tokio-rustls); a few more allowed.
+    for _ in 0..4 {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            );
+        }
+        match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => current = inner,
+            None => return false,
+        }
+    }
+    false
 }

@@ -12,6 +12,10 @@ pub enum TransportKind {
     Connect,
     /// The connection broke while the request or response was in flight.
     Other,
+    /// The server's TLS certificate was refused (untrusted issuer, such as a
+    /// TLS-inspecting proxy's, expired, or for another name). Trying again
+    /// cannot help: not retried.
+    Tls,
 }
 
 /// A failed Cloudflare call.
@@ -116,7 +120,11 @@ impl CloudflareError {
 
     /// Whether trying the same idempotent call again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Server { .. } | Self::Transport { .. })
+        match self {
+            Self::Server { .. } => true,
+            Self::Transport { kind, .. } => *kind != TransportKind::Tls,
+            _ => false,
+        }
     }
 
     /// Whether the call was not sent at all (its budget put it off).
@@ -130,5 +138,27 @@ impl CloudflareError {
             *attempts = made;
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_not_retried_other_transport_failures_are() {
+        let transport = |kind| CloudflareError::Transport {
+            kind,
+            detail: "x".into(),
+            attempts: 1,
+        };
+        assert!(!transport(TransportKind::Tls).is_retryable());
+        for kind in [
+            TransportKind::Timeout,
+            TransportKind::Connect,
+            TransportKind::Other,
+        ] {
+            assert!(transport(kind).is_retryable(), "{kind:?}");
+        }
     }
 }
