@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: hack/install-tools.sh [--node] [--print-dir]
+# Usage: hack/install-tools.sh [--node | --oldest] [--print-dir]
 # Builds the pinned test tools (kube-apiserver, kubectl, etcd, helm) from the Go
 # modules under tools/ into a cache outside the repository. Does nothing when
 # they are built.
@@ -8,6 +8,10 @@
 #   (tools/kubernetes-node), containerd, containerd-shim-runc-v2, ctr
 #   (tools/containerd) and the sandbox image's pause program (tools/pause),
 #   and, as root, installs runc, the CNI plugins, iptables and socat from Debian.
+# --oldest builds the kube-apiserver of the oldest supported Kubernetes minor
+#   (tools/kubernetes-oldest) and prints a set where it replaces the current
+#   one (etcd, kubectl and helm stay): the chart and controller suites run on it
+#   too (hack/test.sh), so the chart's kubeVersion floor is tested.
 # --print-dir prints the bin directory on stdout (building first if needed).
 #
 # Each module under tools/ is cached on its own, keyed by its go.mod/go.sum,
@@ -19,13 +23,16 @@ shopt -s inherit_errexit
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 quiet=false
 node=false
+oldest=false
 for arg in "$@"; do
   case $arg in
     --print-dir) quiet=true ;;
     --node) node=true ;;
-    *) echo "usage: $0 [--node] [--print-dir]" >&2; exit 2 ;;
+    --oldest) oldest=true ;;
+    *) echo "usage: $0 [--node | --oldest] [--print-dir]" >&2; exit 2 ;;
   esac
 done
+if $node && $oldest; then echo "install-tools: --node and --oldest are separate sets" >&2; exit 2; fi
 
 # Progress goes to stderr, so --print-dir keeps stdout to the one path.
 log() { echo "install-tools: $*" >&2; }
@@ -35,13 +42,24 @@ command -v go >/dev/null || { echo "install-tools: go is not installed" >&2; exi
 cache=${KEYROTOR_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keyrotor/tools}
 go_version=$(go version)
 
-k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$root/tools/kubernetes/go.mod")
-k8s_minor=$(echo "$k8s_version" | cut -d. -f2)
-[[ "$k8s_version" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "install-tools: cannot read the k8s.io/kubernetes version from tools/kubernetes/go.mod" >&2; exit 1; }
-k8s_flags=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_flags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor -X $pkg.gitTreeState=clean"
-done
+# The k8s.io/kubernetes version a tools module pins, and the -X flags that
+# make its binaries report it (as release builds do).
+k8s_version_of() { # k8s_version_of MODULE
+  local v
+  v=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$root/tools/$1/go.mod")
+  [[ "$v" =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "install-tools: cannot read the k8s.io/kubernetes version from tools/$1/go.mod" >&2; exit 1; }
+  echo "$v"
+}
+k8s_flags_for() { # k8s_flags_for VERSION
+  local pkg flags="" minor
+  minor=$(echo "$1" | cut -d. -f2)
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$1 -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$flags"
+}
+k8s_version=$(k8s_version_of kubernetes)
+k8s_flags=$(k8s_flags_for "$k8s_version")
 
 # The recipe of each module: "OUTPUT PACKAGE" lines; TAGS and LDFLAGS apply to
 # every binary of the module. The recipe is part of the module's cache key.
@@ -55,8 +73,15 @@ recipe[helm]="helm helm.sh/helm/v3/cmd/helm"
 ldflags[helm]="-X helm.sh/helm/v3/internal/version.version=$helm_version"
 modules=(kubernetes etcd helm)
 
+if $oldest; then
+  # Listed last: its kube-apiserver replaces the current one in the set.
+  recipe[kubernetes-oldest]="kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver"
+  ldflags[kubernetes-oldest]=$(k8s_flags_for "$(k8s_version_of kubernetes-oldest)")
+  modules+=(kubernetes-oldest)
+fi
+
 if $node; then
-  node_k8s=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$root/tools/kubernetes-node/go.mod")
+  node_k8s=$(k8s_version_of kubernetes-node)
   [[ $node_k8s == "$k8s_version" ]] || { echo "install-tools: tools/kubernetes-node pins k8s.io/kubernetes $node_k8s, tools/kubernetes $k8s_version" >&2; exit 1; }
   recipe[kubernetes-node]="kubelet k8s.io/kubernetes/cmd/kubelet
 kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager

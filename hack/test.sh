@@ -44,6 +44,10 @@ step "test tools (kube-apiserver, etcd, kubectl, helm) from pinned Go modules"
 KEYROTOR_TOOLS_DIR=$(hack/install-tools.sh --print-dir)
 export KEYROTOR_TOOLS_DIR
 
+step "the oldest supported kube-apiserver (tools/kubernetes-oldest: the chart's kubeVersion floor)"
+oldest_tools_dir=$(hack/install-tools.sh --oldest --print-dir)
+oldest_kubernetes=$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' tools/kubernetes-oldest/go.mod)
+
 if [[ $(id -u) == 0 ]]; then
   step "real-node tools (kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd, pause; runc, CNI plugins)"
   KEYROTOR_NODE_TOOLS_DIR=$(hack/install-tools.sh --node --print-dir)
@@ -78,6 +82,10 @@ cargo deny --workspace --locked check bans sources licenses
 step "cargo test (with the failpoints the crash tests pause at)"
 rm -f target/tmp/e2e-timings.txt
 cargo test --workspace --locked --features keyrotor/failpoints
+
+step "the chart, admission and controller suites again on Kubernetes $oldest_kubernetes (the oldest supported)"
+KEYROTOR_TOOLS_DIR=$oldest_tools_dir KEYROTOR_EXPECT_KUBERNETES=$oldest_kubernetes \
+  cargo test --locked --features keyrotor/failpoints --test chart --test admission --test controller
 
 if [[ -f target/tmp/e2e-timings.txt ]]; then
   step "real-node end-to-end phase timings"

@@ -32,12 +32,57 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The k8s.io/kubernetes version a tools module pins (`v1.33.13`).
+fn pinned_kubernetes(module: &str) -> String {
+    let go_mod =
+        std::fs::read_to_string(root().join("tools").join(module).join("go.mod")).expect("go.mod");
+    go_mod
+        .lines()
+        .find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("k8s.io/kubernetes"))
+                .then(|| words.next().unwrap_or_default().to_owned())
+        })
+        .expect("k8s.io/kubernetes in go.mod")
+}
+
+/// The chart's `kubeVersion` floor is the oldest minor the tests run on
+/// (tools/kubernetes-oldest, which hack/test.sh runs this suite and the
+/// controller's on), and this run's API server is the one it was asked for:
+/// `KEYROTOR_EXPECT_KUBERNETES` names it in the oldest run, the current pin
+/// otherwise.
+#[tokio::test]
+async fn the_kube_version_floor_is_the_oldest_minor_tested() {
+    let plane = keyrotor_testenv::shared().await;
+    let oldest = pinned_kubernetes("kubernetes-oldest");
+    let minor = |version: &str| version.split('.').take(2).collect::<Vec<_>>().join(".");
+    let chart_yaml = std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml");
+    let floor = format!(
+        "kubeVersion: \">={}.0-0\"",
+        minor(&oldest).trim_start_matches('v')
+    );
+    assert!(chart_yaml.contains(&floor), "Chart.yaml lacks {floor}");
+    let expected = std::env::var("KEYROTOR_EXPECT_KUBERNETES")
+        .unwrap_or_else(|_| pinned_kubernetes("kubernetes"));
+    assert_eq!(support::kube_version(plane), expected);
+    // The server itself says so too.
+    let info = plane
+        .admin_client()
+        .await
+        .expect("client")
+        .apiserver_version()
+        .await
+        .expect("version");
+    assert_eq!(info.git_version, expected);
+}
+
 /// `helm template` in `namespace` with extra arguments.
 fn render(plane: &ControlPlane, namespace: &str, extra: &[&str]) -> Output {
+    let version = support::kube_version(plane);
     helm(plane)
         .args(["template", "kr"])
         .arg(chart())
-        .args(["--namespace", namespace, "--kube-version", "1.36.3"])
+        .args(["--namespace", namespace, "--kube-version", &version])
         .args(extra)
         .output()
         .expect("helm runs")
@@ -103,8 +148,13 @@ async fn helm_lint_passes_for_every_value_set() {
     assert!(sets.len() >= 5, "default plus at least four value sets");
     for set in sets {
         let mut lint = helm(plane);
-        lint.args(["lint", "--strict", "--kube-version", "1.36.3"])
-            .arg(chart());
+        lint.args([
+            "lint",
+            "--strict",
+            "--kube-version",
+            &support::kube_version(plane),
+        ])
+        .arg(chart());
         if let Some(values) = &set {
             lint.arg("-f").arg(values);
         }

@@ -42,7 +42,7 @@ pub enum SecretError {
         present: String,
     },
     /// The global key without its email or the reverse.
-    #[error("Secret {secret} has {has} but not {missing}; a global key needs both")]
+    #[error("Secret {secret} has {has} but not {missing}; a global key needs both {both}")]
     IncompleteGlobalKey {
         /// Secret name.
         secret: String,
@@ -50,6 +50,8 @@ pub enum SecretError {
         has: String,
         /// The key that is missing.
         missing: String,
+        /// Both keys, as `apiKey and email`.
+        both: String,
     },
     /// A value is empty (or only whitespace).
     #[error("Secret {secret} key {key} is empty")]
@@ -114,11 +116,13 @@ pub fn credentials_from_secret(
             secret: secret(),
             has: keys.api_key.to_owned(),
             missing: keys.email.to_owned(),
+            both: format!("{} and {}", keys.api_key, keys.email),
         }),
         (false, false, true) => Err(SecretError::IncompleteGlobalKey {
             secret: secret(),
             has: keys.email.to_owned(),
             missing: keys.api_key.to_owned(),
+            both: format!("{} and {}", keys.api_key, keys.email),
         }),
         (false, false, false) => Err(SecretError::NoCredentials {
             secret: secret(),
@@ -256,6 +260,7 @@ mod tests {
                 secret: "cf".into(),
                 has: "global.key".into(),
                 missing: "owner_email".into(),
+                both: "global.key and owner_email".into(),
             })
         );
     }
@@ -276,6 +281,7 @@ mod tests {
                     secret: "cf".into(),
                     has: "apiKey".into(),
                     missing: "email".into(),
+                    both: "apiKey and email".into(),
                 },
             ),
             (
@@ -284,6 +290,7 @@ mod tests {
                     secret: "cf".into(),
                     has: "email".into(),
                     missing: "apiKey".into(),
+                    both: "apiKey and email".into(),
                 },
             ),
             (

@@ -620,12 +620,37 @@ pub async fn get_with_token(url: &str, token: Option<&str>) -> Result<(u16, Stri
     Ok((status, response.text().await.unwrap_or_default()))
 }
 
+/// The test API server's version (`v1.36.3`), from its binary: the chart is
+/// rendered for the cluster it is applied to (hack/test.sh also runs the
+/// chart and controller suites on the oldest supported minor).
+pub fn kube_version(plane: &ControlPlane) -> String {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let output = Command::new(plane.tools_dir().join("kube-apiserver"))
+                .arg("--version")
+                .output()
+                .expect("kube-apiserver --version");
+            let text = String::from_utf8_lossy(&output.stdout);
+            text.split_whitespace()
+                .find(|word| word.starts_with("v1."))
+                .unwrap_or_else(|| panic!("no version in {text:?}"))
+                .to_owned()
+        })
+        .clone()
+}
+
 /// `helm template` of the chart (no CRDs) for a release in `release_ns`, with `extra` flags.
 pub fn render_chart(plane: &ControlPlane, release_ns: &str, extra: &[&str]) -> String {
     let output = Command::new(plane.tools_dir().join("helm"))
         .args(["template", "kr"])
         .arg(keyrotor_testenv::workspace_root().join("charts/keyrotor"))
-        .args(["--namespace", release_ns, "--kube-version", "1.36.3"])
+        .args([
+            "--namespace",
+            release_ns,
+            "--kube-version",
+            &kube_version(plane),
+        ])
         .args(["--set", "crds.enabled=false"])
         .args(extra)
         .output()
