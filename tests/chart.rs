@@ -926,6 +926,7 @@ async fn the_helm_test_pod_probes_readyz_and_metrics_through_the_service() {
     let pod = object(&docs, "Pod", Some("kr-keyrotor-test"));
     assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
     assert_eq!(pod["spec"]["serviceAccountName"], "kr-keyrotor-test");
+    assert_eq!(pod["spec"]["enableServiceLinks"], true);
     assert_ne!(
         pod["metadata"]["labels"]["app.kubernetes.io/name"], "keyrotor",
         "the operator's ReplicaSet would adopt a pod with its selector labels"
@@ -942,8 +943,9 @@ async fn the_helm_test_pod_probes_readyz_and_metrics_through_the_service() {
             "probe",
             "--insecure-skip-tls-verify",
             "--bearer-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token",
-            "https://kr-keyrotor-metrics.ns.svc:8080/readyz",
-            "https://kr-keyrotor-metrics.ns.svc:8080/metrics",
+            // The kubelet expands the Service's variables (no DNS needed).
+            "https://$(KR_KEYROTOR_METRICS_SERVICE_HOST):$(KR_KEYROTOR_METRICS_SERVICE_PORT)/readyz",
+            "https://$(KR_KEYROTOR_METRICS_SERVICE_HOST):$(KR_KEYROTOR_METRICS_SERVICE_PORT)/metrics",
         ])
     );
     let binding = object(&docs, "ClusterRoleBinding", Some("kr-keyrotor-test"));
@@ -967,8 +969,8 @@ async fn the_helm_test_pod_probes_readyz_and_metrics_through_the_service() {
         pod["spec"]["containers"][0]["args"],
         serde_json::json!([
             "probe",
-            "http://kr-keyrotor-metrics.ns.svc:8080/readyz",
-            "http://kr-keyrotor-metrics.ns.svc:8080/metrics",
+            "http://$(KR_KEYROTOR_METRICS_SERVICE_HOST):$(KR_KEYROTOR_METRICS_SERVICE_PORT)/readyz",
+            "http://$(KR_KEYROTOR_METRICS_SERVICE_HOST):$(KR_KEYROTOR_METRICS_SERVICE_PORT)/metrics",
         ])
     );
     assert!(

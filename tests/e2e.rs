@@ -480,6 +480,20 @@ fn install(world: &mut World) {
     );
     world.mark("1. helm install to Available", t);
 
+    // `helm test`: the chart's test pod (the operator's image, `keyrotor
+    // probe`, its own ServiceAccount bound to the metrics reader) reaches
+    // /readyz and /metrics through the Service over TLS with a token review.
+    let t = Instant::now();
+    let tested = world.helm(
+        &["test", "keyrotor", "-n", NAMESPACE, "--timeout", "120s"],
+        &[],
+    );
+    assert!(
+        tested.contains("Phase:") && tested.contains("Succeeded"),
+        "helm test: {tested}"
+    );
+    world.mark("1b. helm test", t);
+
     let pods = world.ready_operator_pods();
     assert_eq!(pods.len(), 1, "one Ready operator pod");
     let pod = &pods[0];
