@@ -167,12 +167,8 @@ async fn helm_lint_passes_for_every_value_set() {
     }
 }
 
-/// name, helm arguments, kinds that must be rendered, kinds that must not.
-type RenderCase<'a> = (&'a str, Vec<String>, Vec<&'a str>, Vec<&'a str>);
-
-#[tokio::test]
-async fn every_value_set_renders_and_is_accepted_by_the_api_server() {
-    let plane = keyrotor_testenv::shared().await;
+/// The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), Established.
+fn install_monitoring_crds(plane: &ControlPlane) {
     let install = plane
         .kubectl()
         .args(["apply", "--server-side", "-f"])
@@ -192,6 +188,15 @@ async fn every_value_set_renders_and_is_accepted_by_the_api_server() {
         .output()
         .expect("kubectl runs");
     assert!(wait.status.success(), "{}", text(&wait));
+}
+
+/// name, helm arguments, kinds that must be rendered, kinds that must not.
+type RenderCase<'a> = (&'a str, Vec<String>, Vec<&'a str>, Vec<&'a str>);
+
+#[tokio::test]
+async fn every_value_set_renders_and_is_accepted_by_the_api_server() {
+    let plane = keyrotor_testenv::shared().await;
+    install_monitoring_crds(plane);
 
     let release_ns = plane.create_namespace("chart").await.expect("namespace");
     let team_a = plane.create_namespace("team-a").await.expect("namespace");
@@ -583,25 +588,7 @@ async fn every_new_value_reaches_the_object_it_configures() {
     );
 
     // The whole set is accepted by the API server.
-    let install = plane
-        .kubectl()
-        .args(["apply", "--server-side", "-f"])
-        .arg(root().join("tests/fixtures/monitoring-crds.yaml"))
-        .output()
-        .expect("kubectl runs");
-    assert!(install.status.success(), "{}", text(&install));
-    let wait = plane
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd/servicemonitors.monitoring.coreos.com",
-            "crd/prometheusrules.monitoring.coreos.com",
-            "--timeout=30s",
-        ])
-        .output()
-        .expect("kubectl runs");
-    assert!(wait.status.success(), "{}", text(&wait));
+    install_monitoring_crds(plane);
     let namespace = plane
         .create_namespace("chart-all")
         .await

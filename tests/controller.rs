@@ -371,12 +371,7 @@ async fn the_policy_names_the_secret_keys() {
     .await;
     s.wait_for("token", "Ready", is_ready).await;
     s.wait_for("key", "Ready", is_ready).await;
-    let used: Vec<String> = s
-        .sim()
-        .requests()
-        .into_iter()
-        .map(|r| r.credential)
-        .collect();
+    let used = s.credentials_used();
     assert!(
         used.iter().any(|c| c == "scenario") && used.iter().any(|c| c == "legacy"),
         "{used:?}"

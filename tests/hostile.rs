@@ -311,12 +311,7 @@ async fn broken_secrets_each_give_their_exact_reason_and_no_cloudflare_call() {
     );
     assert!(calls_for(&s, &missing_account).is_empty());
     // The trimmed credentials were recognised as the configured ones.
-    let credentials: Vec<String> = s
-        .sim()
-        .requests()
-        .into_iter()
-        .map(|r| r.credential)
-        .collect();
+    let credentials = s.credentials_used();
     assert!(
         credentials.contains(&"scenario".to_owned()) && credentials.contains(&"legacy".to_owned())
     );

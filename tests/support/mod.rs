@@ -92,6 +92,15 @@ impl Scenario {
             .expect("namespace")
     }
 
+    /// The credential names the simulator saw, in order.
+    pub fn credentials_used(&self) -> Vec<String> {
+        self.sim()
+            .requests()
+            .into_iter()
+            .map(|r| r.credential)
+            .collect()
+    }
+
     /// The simulator's state handle.
     pub fn sim(&self) -> &Simulator {
         self.sim.simulator()
