@@ -22,6 +22,10 @@ pub enum EventReason {
     Restored,
     /// The credential's request budget cannot check every policy within its interval.
     BudgetExhausted,
+    /// No maintenance window fits before the account rotates on its own.
+    NoWindowFits,
+    /// The spec holds a value the operator cannot use (an invalid rotation window).
+    InvalidSpec,
 }
 
 impl EventReason {
@@ -40,7 +44,9 @@ impl EventReason {
             | Self::CredentialsError
             | Self::ApiError
             | Self::Conflict
-            | Self::BudgetExhausted => "Warning",
+            | Self::BudgetExhausted
+            | Self::NoWindowFits
+            | Self::InvalidSpec => "Warning",
         }
     }
 }
@@ -78,6 +84,8 @@ mod tests {
                 "Conflict",
                 "Restored",
                 "BudgetExhausted",
+                "NoWindowFits",
+                "InvalidSpec",
             ]
         );
     }

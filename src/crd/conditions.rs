@@ -20,15 +20,20 @@ pub enum ConditionType {
     Reconciling,
     /// kstatus: the operator cannot progress until a person fixes something.
     Stalled,
+    /// Present with `spec.rotationWindow`: True when the next rotation is
+    /// planned inside a window, False when no window fits before the account
+    /// rotates on its own or the window is invalid.
+    RotationWindow,
 }
 
 impl ConditionType {
     /// Every type the operator writes.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Ready,
         Self::AccountInSync,
         Self::Reconciling,
         Self::Stalled,
+        Self::RotationWindow,
     ];
 
     /// Whether a condition of this `type` is the operator's own (others are
@@ -75,6 +80,10 @@ pub enum ReadyReason {
     Suspended,
     /// Work is in progress.
     Reconciling,
+    /// The spec holds a value the API server's rules could not refuse but the
+    /// operator cannot use (a `rotationWindow` in an unknown time zone, or
+    /// one that never occurs); the rest of the spec is still applied.
+    InvalidSpec,
 }
 
 impl ReadyReason {
@@ -99,7 +108,8 @@ impl ReadyReason {
             Self::SecretNotFound
             | Self::InvalidCredentials
             | Self::AccountNotFound
-            | Self::Conflict => Some(ConditionType::Stalled),
+            | Self::Conflict
+            | Self::InvalidSpec => Some(ConditionType::Stalled),
             Self::RateLimited | Self::ApiError | Self::Reconciling => {
                 Some(ConditionType::Reconciling)
             }
@@ -114,6 +124,27 @@ impl ReadyReason {
     }
 
     /// The `reason` string, also used as metric label.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// Reasons of the `RotationWindow` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+pub enum RotationWindowReason {
+    /// True: the next rotation is planned inside a window.
+    Planned,
+    /// False: no window fits between the cooldown after the last rotation and
+    /// the account's own rotation (or the operator missed it); the account
+    /// rotates on its own schedule and the operator does not rotate outside a window.
+    NoWindowFits,
+    /// False: the window cannot be used (unknown time zone, unreadable schedule,
+    /// a schedule that never occurs).
+    InvalidWindow,
+}
+
+impl RotationWindowReason {
+    /// The `reason` string.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -154,10 +185,27 @@ mod tests {
                 "ApiError",
                 "Suspended",
                 "Reconciling",
+                "InvalidSpec",
             ]
         );
         let types = ConditionType::ALL.map(ConditionType::as_str);
-        assert_eq!(types, ["Ready", "AccountInSync", "Reconciling", "Stalled"]);
+        assert_eq!(
+            types,
+            [
+                "Ready",
+                "AccountInSync",
+                "Reconciling",
+                "Stalled",
+                "RotationWindow"
+            ]
+        );
+        let window = [
+            RotationWindowReason::Planned,
+            RotationWindowReason::NoWindowFits,
+            RotationWindowReason::InvalidWindow,
+        ]
+        .map(RotationWindowReason::as_str);
+        assert_eq!(window, ["Planned", "NoWindowFits", "InvalidWindow"]);
         let in_sync = [AccountInSyncReason::InSync, AccountInSyncReason::Drifted]
             .map(AccountInSyncReason::as_str);
         assert_eq!(in_sync, ["InSync", "Drifted"]);

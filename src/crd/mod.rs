@@ -5,13 +5,14 @@ mod conditions;
 mod duration;
 mod policy;
 
-pub use conditions::{AccountInSyncReason, ConditionType, ReadyReason};
+pub use conditions::{AccountInSyncReason, ConditionType, ReadyReason, RotationWindowReason};
 pub use duration::{GoDuration, ParseDurationError};
 pub use policy::{
     ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy, AccessKeyPolicySpec,
     AccessKeyPolicyStatus, CredentialsRef, DNS_1123_SUBDOMAIN_PATTERN, DeletionPolicy, FINALIZER,
     MAX_ROTATE_REQUEST_CHARS, MAX_STATUS_MESSAGE_CHARS, ManagementPolicy, PendingRotation,
-    RotateOutcome, SECRET_KEY_PATTERN, SecretKeys,
+    PlannedRotation, PlannedRotationReason, RotateOutcome, RotationWindow, SECRET_KEY_PATTERN,
+    SecretKeys, TIME_ZONE_PATTERN, WindowRotation,
 };
 
 use kube::CustomResourceExt;

@@ -61,6 +61,12 @@ pub const FINALIZER: &str = "keyrotor.dev/restore";
         json_path = ".status.nextKeyRotationAt"
     ),
     printcolumn(
+        name = "Planned Rotation",
+        type_ = "string",
+        json_path = ".status.plannedRotation.at",
+        description = "When the key next rotates: in a maintenance window, or on the account's own schedule"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -129,6 +135,48 @@ pub struct AccessKeyPolicySpec {
     /// interval the account had before this policy adopted it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// A recurring maintenance window for rotations. When set, the operator
+    /// rotates the key early, in the last window that starts before the
+    /// account would rotate on its own, so that rotations happen while someone
+    /// is watching; the account's interval stays the upper bound. Without it,
+    /// the account rotates on its own schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_window: Option<RotationWindow>,
+}
+
+/// A recurring maintenance window: a cron schedule of window starts, a
+/// duration and a time zone, as Kubernetes CronJobs write them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationWindow {
+    /// When windows start: a five-field cron expression (minute, hour,
+    /// day of month, month, day of week; names such as TUE and JAN allowed;
+    /// day of week 0 or 7 is Sunday) or one of @yearly, @monthly, @weekly,
+    /// @daily, @hourly. Restrict either the day of month or the day of week,
+    /// not both. Example: `0 3 * * TUE` (Tuesdays at 03:00).
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = kube::core::Rule::new(WINDOW_SCHEDULE_RULE).message("schedule must be five cron fields (minute hour day-of-month month day-of-week) such as '0 3 * * TUE', or @yearly, @monthly, @weekly, @daily or @hourly"))]
+    pub schedule: String,
+
+    /// How long each window lasts (Go duration, at least 1m, at most 168h), e.g. `2h`.
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('168h')").message("duration must be a Go duration from 1m to 168h, such as 2h"))]
+    pub duration: GoDuration,
+
+    /// The IANA time zone the schedule is read in, e.g. `Europe/Berlin`. Default `UTC`.
+    #[serde(default = "default_time_zone")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = TIME_ZONE_PATTERN))]
+    pub time_zone: String,
+}
+
+/// The CEL rule on a window's schedule: five fields of cron characters, or a macro.
+const WINDOW_SCHEDULE_RULE: &str = "self.matches('^@(yearly|annually|monthly|weekly|daily|hourly)$') || self.matches('^[0-9A-Za-z*,/-]+( +[0-9A-Za-z*,/-]+){4}$')";
+
+/// The shape of an IANA time zone name (whether it exists is the operator's check).
+pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][-+_A-Za-z0-9]*(/[-+_A-Za-z0-9]+)*$";
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_drift_check_interval() -> GoDuration {
@@ -243,12 +291,51 @@ pub enum RotateOutcome {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingRotation {
-    /// The annotation value being handled.
+    /// The annotation value being handled (for a window's rotation:
+    /// `window/` and the window's start).
     #[schemars(length(max = 253))]
     pub request: String,
     /// The account's last rotation time just before the POST (absent if the account never rotated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline_key_rotation_at: Option<Timestamp>,
+    /// Set when the rotation is a maintenance window's (not an annotation's):
+    /// the window's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<Timestamp>,
+}
+
+/// Why the key rotates when `plannedRotation.at` says.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PlannedRotationReason {
+    /// The operator rotates it in a maintenance window (`spec.rotationWindow`).
+    Window,
+    /// The account rotates it on its own schedule: no window is set, or none
+    /// fits before the account's own rotation (see the `RotationWindow` condition).
+    CloudflareSchedule,
+}
+
+/// The next rotation as planned, and why then.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedRotation {
+    /// When the key is planned to rotate.
+    pub at: Timestamp,
+    /// `Window` (the operator rotates in a maintenance window) or
+    /// `CloudflareSchedule` (the account rotates on its own).
+    pub reason: PlannedRotationReason,
+    /// The start of the window the rotation is planned in (reason `Window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<Timestamp>,
+}
+
+/// The last rotation a maintenance window asked for, and how it ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowRotation {
+    /// The start of the window.
+    pub window_start: Timestamp,
+    /// How it ended.
+    pub outcome: RotateOutcome,
 }
 
 /// What the operator last saw and did.
@@ -292,6 +379,16 @@ pub struct AccessKeyPolicyStatus {
     /// baseline and never rotates twice for one request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_rotation: Option<PendingRotation>,
+    /// With `spec.rotationWindow`: the start of the next window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_start: Option<Timestamp>,
+    /// When the key will next rotate and why: in a window, or on the account's own schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_rotation: Option<PlannedRotation>,
+    /// The last window rotation and its outcome (kept apart from
+    /// `lastHandledRotateRequest`, which records annotation requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_window_rotation: Option<WindowRotation>,
 }
 
 /// The condition list's schema with the limits upstream `metav1.Condition`
@@ -414,6 +511,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_window_is_checked_where_cel_can() {
+        let with_window = |window: Value| {
+            let mut spec = valid_spec();
+            spec["rotationWindow"] = window;
+            cel_errors(&policy(spec), None)
+        };
+        for schedule in ["0 3 * * TUE", "30 2 1 * *", "*/15 1-4 * * 1-5", "@weekly"] {
+            let errors = with_window(json!({"schedule": schedule, "duration": "2h"}));
+            assert!(errors.is_empty(), "{schedule}: {errors:?}");
+        }
+        for schedule in [
+            "0 3 * *",
+            "0 3 * * TUE 2027",
+            "@fortnightly",
+            "0 3 * * TUE;rm",
+        ] {
+            let errors = with_window(json!({"schedule": schedule, "duration": "2h"}));
+            assert_eq!(errors.len(), 1, "{schedule}: {errors:?}");
+            assert!(
+                errors[0].contains("schedule must be five cron fields"),
+                "{errors:?}"
+            );
+        }
+        for duration in ["30s", "169h", "0s"] {
+            let errors = with_window(json!({"schedule": "0 3 * * TUE", "duration": duration}));
+            assert_eq!(errors.len(), 1, "{duration}: {errors:?}");
+            assert!(errors[0].contains("from 1m to 168h"), "{errors:?}");
+        }
+    }
+
+    #[test]
     fn the_schema_carries_the_contract() {
         let schema = schema();
         let spec = &schema["properties"]["spec"];
@@ -473,6 +601,7 @@ mod tests {
                 "Interval",
                 "Last Rotation",
                 "Next Rotation",
+                "Planned Rotation",
                 "Ready",
                 "Age"
             ]

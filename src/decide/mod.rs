@@ -12,6 +12,9 @@ pub mod restore;
 mod rotation;
 mod secret;
 pub mod status;
+pub mod window;
+mod window_report;
+mod window_rotation;
 pub mod witness;
 
 pub use ownership::{
@@ -21,7 +24,7 @@ pub use pass::{
     AccountWrite, CredentialMemory, HOLD_MARGIN, PassDecision, PassInput, Requeue, SecretRead,
     WriteOutcome, after_write, pass,
 };
-pub use plan::{AccountPlan, plan_account};
+pub use plan::{AccountPlan, plan_account, window_plan};
 pub use refusal::{Refusal, after_refusal, refusal_delay, wait_after_refusal};
 pub use rotation::{RotateRequest, RotationStep, decide_rotation};
 pub use secret::{SecretError, credentials_from_secret};
@@ -31,3 +34,5 @@ pub use witness::AccountClock;
 mod fixtures;
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod window_properties;

@@ -15,19 +15,21 @@ use jiff::Timestamp;
 use super::{
     failure,
     ownership::owner_as_seen_from,
-    plan::{cooldown_note, plan_account},
+    plan::{cooldown_note, effective_cooldown, plan_account},
     refusal::{Refusal, after_refusal, wait_after_refusal},
     rotation::{RotateRequest, RotationStep},
     secret::SecretError,
     status::{record_account, set_account_in_sync, set_ready},
+    window::window_request,
+    window_report::{WindowReport, report_window},
     witness::AccountClock,
 };
 use crate::{
     cloudflare::{AccountKeyConfig, CloudflareError, Demand},
     controller::EventReason,
     crd::{
-        AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy, PendingRotation, ReadyReason,
-        RotateOutcome,
+        AccessKeyPolicySpec, AccessKeyPolicyStatus, ConditionType, ManagementPolicy,
+        PendingRotation, ReadyReason, RotateOutcome, RotationWindow, WindowRotation,
     },
 };
 
@@ -150,6 +152,12 @@ struct Settled {
     spec_seen: bool,
     /// The Ready condition as stored, so an unchanged failure is not an event again.
     written_ready: Option<(String, String)>,
+    /// The RotationWindow condition as stored, for the same reason.
+    written_window: Option<(String, String)>,
+    /// `spec.rotationWindow`.
+    window: Option<RotationWindow>,
+    /// The rotation cooldown in force.
+    cooldown: Duration,
 }
 
 /// The decision, as far as the pass has got.
@@ -180,10 +188,14 @@ pub struct PassDecision {
     settled: Settled,
     /// The account as read (and as the writes left it).
     account: Option<AccountKeyConfig>,
+    /// The account's clock when it was read.
+    account_now: Option<Timestamp>,
     /// How long to hold a rotation, if it was held.
     hold: Option<Duration>,
     /// The rotation step, waiting for the PUT before it.
     rotation_step: Option<RotationStep>,
+    /// A rotate request waits behind this pass's window rotation.
+    request_waits: bool,
 }
 
 impl PassDecision {
@@ -261,10 +273,49 @@ impl PassDecision {
         self.handled.push(outcome);
     }
 
+    fn handle_window(&mut self, window_start: jiff::Timestamp, outcome: RotateOutcome) {
+        self.status.last_window_rotation = Some(WindowRotation {
+            window_start,
+            outcome,
+        });
+        self.status.pending_rotation = None;
+        self.handled.push(outcome);
+    }
+
     /// Applies the rotation step; a `Begin` queues the pending write and the POST.
     fn rotation(&mut self, step: RotationStep) {
         match step {
             RotationStep::Idle => {}
+            RotationStep::WindowBegin {
+                window_start,
+                baseline,
+            } => {
+                self.status.pending_rotation = Some(PendingRotation {
+                    request: window_request(window_start),
+                    baseline_key_rotation_at: baseline,
+                    window_start: Some(window_start),
+                });
+                self.writes.push_back(AccountWrite::PendingStatus);
+                self.writes.push_back(AccountWrite::PostRotate);
+            }
+            RotationStep::WindowConfirmed { window_start } => {
+                self.events.push((
+                    EventReason::Rotated,
+                    format!(
+                        "rotation in the maintenance window starting {window_start} confirmed: the account's last rotation is {}",
+                        describe_time(self.status.last_key_rotation_at)
+                    ),
+                ));
+                self.handle_window(window_start, RotateOutcome::Rotated);
+            }
+            RotationStep::WindowEnded {
+                window_start,
+                outcome,
+                message,
+            } => {
+                self.events.push((EventReason::RotationRefused, message));
+                self.handle_window(window_start, outcome);
+            }
             RotationStep::Hold { wait, .. } => self.hold = Some(wait + HOLD_MARGIN),
             RotationStep::Refuse {
                 request,
@@ -289,6 +340,7 @@ impl PassDecision {
                 self.status.pending_rotation = Some(PendingRotation {
                     request,
                     baseline_key_rotation_at: baseline,
+                    window_start: None,
                 });
                 self.writes.push_back(AccountWrite::PendingStatus);
                 self.writes.push_back(AccountWrite::PostRotate);
@@ -316,6 +368,21 @@ impl PassDecision {
             }
         };
         message.push_str(settled.floor_note.as_deref().unwrap_or_default());
+        let report = report_window(
+            &mut self.status,
+            settled.window.as_ref(),
+            settled.cooldown,
+            settled.mode,
+            self.account_now,
+            settled.generation,
+            settled.now,
+        );
+        if let Some((reason, text)) = self.window_condition()
+            && reason == "NoWindowFits"
+            && settled.written_window.as_ref() != Some(&(reason.clone(), text.clone()))
+        {
+            self.events.push((EventReason::NoWindowFits, text));
+        }
         if let Some(late) = &settled.late_note {
             if !settled.was_late {
                 self.events.push((
@@ -326,11 +393,41 @@ impl PassDecision {
             message.push_str(late);
             self.late_reported = true;
         }
-        self.ready(ReadyReason::Reconciled, &message);
-        self.requeue = match self.hold {
-            Some(wait) => Requeue::After(wait),
-            None => Requeue::Check(settled.check_interval),
+        match &report {
+            WindowReport::Invalid(problem) => {
+                if settled.written_ready.as_ref()
+                    != Some(&(
+                        ReadyReason::InvalidSpec.as_str().to_owned(),
+                        problem.clone(),
+                    ))
+                {
+                    self.events
+                        .push((EventReason::InvalidSpec, problem.clone()));
+                }
+                self.ready(ReadyReason::InvalidSpec, problem);
+            }
+            _ => self.ready(ReadyReason::Reconciled, &message),
+        }
+        let wake = match report {
+            WindowReport::Wake(wait) => Some(wait + HOLD_MARGIN),
+            _ => None,
         };
+        self.requeue = match (self.hold, wake) {
+            (Some(wait), _) => Requeue::After(wait),
+            // A rotate request that waited behind a window rotation: at once.
+            _ if self.request_waits => Requeue::After(HOLD_MARGIN),
+            (None, Some(wake)) if wake < settled.check_interval => Requeue::After(wake),
+            _ => Requeue::Check(settled.check_interval),
+        };
+    }
+
+    /// The RotationWindow condition's reason and message, if present.
+    fn window_condition(&self) -> Option<(String, String)> {
+        self.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::RotationWindow.as_str())
+            .map(|c| (c.reason.clone(), c.message.clone()))
     }
 }
 
@@ -406,10 +503,20 @@ pub fn pass(
                 .iter()
                 .find(|c| c.type_ == "Ready")
                 .map(|c| (c.reason.clone(), c.message.clone())),
+            written_window: input
+                .written
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::RotationWindow.as_str())
+                .map(|c| (c.reason.clone(), c.message.clone())),
+            window: spec.rotation_window.clone(),
+            cooldown: effective_cooldown(spec, input.min_rotation_cooldown),
         },
         account: None,
+        account_now: None,
         hold: None,
         rotation_step: None,
+        request_waits: false,
     };
 
     if spec.suspend {
@@ -503,6 +610,8 @@ pub fn pass(
     if let Some(original) = plan.capture_original {
         d.status.original_key_rotation_interval_days = Some(original);
     }
+    d.request_waits = plan.request_waits;
+    d.account_now = Some(clock.now());
     d.account = Some(account);
     match plan.update_interval {
         Some(days) => {
@@ -547,27 +656,34 @@ pub fn after_write(mut d: PassDecision, outcome: WriteOutcome) -> PassDecision {
         WriteOutcome::Put(Err(err)) => d.cloudflare_failed(&err, "setting the interval"),
         WriteOutcome::PendingStatusWritten => {}
         WriteOutcome::Post(result) => {
-            let request = d
+            let (request, window_start) = d
                 .status
                 .pending_rotation
                 .as_ref()
-                .map(|p| p.request.clone())
+                .map(|p| (p.request.clone(), p.window_start))
                 .unwrap_or_default();
+            let done = |d: &mut PassDecision, request: String, outcome| match window_start {
+                Some(start) => d.handle_window(start, outcome),
+                None => d.handle(request, outcome),
+            };
             match result {
                 Ok(rotated) => {
                     let merged = merge_account(account_from_status(&d.status), rotated);
                     record_account(&mut d.status, &merged);
-                    d.events.push((
-                        EventReason::Rotated,
-                        format!("rotated the signing key for request {request:?}"),
-                    ));
-                    d.handle(request, RotateOutcome::Rotated);
+                    let message = match window_start {
+                        Some(start) => format!(
+                            "rotated the signing key in the maintenance window starting {start}"
+                        ),
+                        None => format!("rotated the signing key for request {request:?}"),
+                    };
+                    d.events.push((EventReason::Rotated, message));
+                    done(&mut d, request, RotateOutcome::Rotated);
                     d.finish();
                 }
                 Err(err) => {
                     if failure::post_refused(&err) {
                         // Refused outright: nothing happened, the request is done.
-                        d.handle(request, RotateOutcome::Failed);
+                        done(&mut d, request, RotateOutcome::Failed);
                     }
                     // Otherwise unknown whether it happened: it stays pending and
                     // the next pass asks the account.

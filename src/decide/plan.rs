@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
+
 use super::{
     rotation::{RotateRequest, RotationStep, decide_rotation, duration_text},
+    window::{AccountSchedule, WindowError, WindowPlan, WindowSchedule, plan_window},
+    window_rotation::decide_window_rotation,
     witness::AccountClock,
 };
 use crate::{
     cloudflare::AccountKeyConfig,
-    crd::{AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy},
+    crd::{AccessKeyPolicySpec, AccessKeyPolicyStatus, ManagementPolicy, RotationWindow},
 };
 
 /// The writes one reconcile makes to the account, in order.
@@ -20,6 +24,8 @@ pub struct AccountPlan {
     pub rotation: RotationStep,
     /// Capture this as `originalKeyRotationIntervalDays` (first adoption only).
     pub capture_original: Option<i64>,
+    /// A rotate request waits behind this pass's window rotation: look again soon.
+    pub request_waits: bool,
 }
 
 /// Plans the account writes from the spec, what status recorded, the rotate
@@ -43,18 +49,69 @@ pub fn plan_account(
         None
     };
     let cooldown = effective_cooldown(spec, min_cooldown);
+    let requested = decide_rotation(
+        request,
+        status,
+        spec.management_policy,
+        cooldown,
+        account.last_key_rotation_at,
+        clock,
+    );
+    // The interval the account has once this pass's writes are made.
+    let interval_days = update_interval.or(account.key_rotation_interval_days);
+    let window = window_plan(
+        spec.rotation_window.as_ref(),
+        cooldown,
+        AccountSchedule {
+            last_rotation: account.last_key_rotation_at,
+            interval_days,
+        },
+        status,
+        clock.now(),
+    );
+    let window_step = decide_window_rotation(
+        window.as_ref().and_then(|plan| plan.as_ref().ok()),
+        status,
+        spec.management_policy,
+        account.last_key_rotation_at,
+        clock,
+    );
+    // A window rotation in flight is settled first; otherwise a rotate
+    // request goes first (it rotates at once); then the window's own.
+    let in_flight = status
+        .pending_rotation
+        .as_ref()
+        .is_some_and(|p| p.window_start.is_some());
+    let (rotation, request_waits) = match window_step {
+        Some(step) if in_flight || requested == RotationStep::Idle => {
+            (step, requested != RotationStep::Idle)
+        }
+        _ => (requested, false),
+    };
     AccountPlan {
         update_interval,
-        rotation: decide_rotation(
-            request,
-            status,
-            spec.management_policy,
-            cooldown,
-            account.last_key_rotation_at,
-            clock,
-        ),
+        rotation,
         capture_original,
+        request_waits,
     }
+}
+
+/// The window plan of a policy with `spec.rotationWindow`, from what the
+/// account says (`None` without a window). A window already used for a
+/// rotation plans no second one.
+pub fn window_plan(
+    window: Option<&RotationWindow>,
+    cooldown: Duration,
+    account: AccountSchedule,
+    status: &AccessKeyPolicyStatus,
+    now: Timestamp,
+) -> Option<Result<WindowPlan, WindowError>> {
+    let window = window?;
+    let used = status.last_window_rotation.as_ref().map(|w| w.window_start);
+    Some(
+        WindowSchedule::parse(window)
+            .and_then(|schedule| plan_window(&schedule, account, cooldown, used, now)),
+    )
 }
 
 /// The rotation cooldown in force: the policy's, held to the operator's minimum.

@@ -104,6 +104,7 @@ fn status() -> impl Strategy<Value = AccessKeyPolicyStatus> {
             pending_rotation: pending.map(|(request, baseline_key_rotation_at)| PendingRotation {
                 request,
                 baseline_key_rotation_at,
+                window_start: None,
             }),
             original_key_rotation_interval_days: original,
             last_key_rotation_at: last,

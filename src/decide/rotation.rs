@@ -110,6 +110,28 @@ pub enum RotationStep {
         /// The account's last rotation just before.
         baseline: Option<Timestamp>,
     },
+    /// A maintenance window is open: record its rotation as pending (with
+    /// the baseline), then POST once.
+    WindowBegin {
+        /// The window's start.
+        window_start: Timestamp,
+        /// The account's last rotation just before.
+        baseline: Option<Timestamp>,
+    },
+    /// The account shows the window's rotation happened: record it, no POST.
+    WindowConfirmed {
+        /// The window's start.
+        window_start: Timestamp,
+    },
+    /// A window rotation in flight that can no longer be made: record its outcome.
+    WindowEnded {
+        /// The window's start.
+        window_start: Timestamp,
+        /// `Failed` (the window closed), or `RefusedObserveOnly`.
+        outcome: RotateOutcome,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Decides the rotation step from the request, what status recorded, what
@@ -244,6 +266,7 @@ mod tests {
             pending_rotation: Some(PendingRotation {
                 request: value.into(),
                 baseline_key_rotation_at: baseline.map(ts),
+                window_start: None,
             }),
             ..Default::default()
         }

@@ -202,7 +202,8 @@ mod tests {
                 ReadyReason::SecretNotFound
                 | ReadyReason::InvalidCredentials
                 | ReadyReason::AccountNotFound
-                | ReadyReason::Conflict => vec!["Ready", "Stalled"],
+                | ReadyReason::Conflict
+                | ReadyReason::InvalidSpec => vec!["Ready", "Stalled"],
                 ReadyReason::RateLimited | ReadyReason::ApiError | ReadyReason::Reconciling => {
                     vec!["Ready", "Reconciling"]
                 }
