@@ -137,19 +137,6 @@ async fn drift_made_in_the_account_is_corrected_on_the_next_check() {
     );
 }
 
-impl Scenario {
-    async fn wait_for_event(&self, name: &str, reason: &str) -> Vec<(String, String)> {
-        for _ in 0..100 {
-            let events = self.events(name).await;
-            if events.iter().any(|(r, _)| r == reason) {
-                return events;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no {reason} event; events: {:?}", self.events(name).await);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_mode_never_writes_and_reports_drift() {
     let s = ready_scenario("observe").await;

@@ -194,12 +194,12 @@ async fn a_weekly_window_takes_every_rotation_for_six_months() {
         status.last_handled_rotate_request, None,
         "window rotations are not annotation requests"
     );
+    let events = s.wait_for_event("p", "Rotated").await;
     assert!(
-        s.events("p")
-            .await
+        events
             .iter()
             .any(|(reason, note)| reason == "Rotated" && note.contains("maintenance window")),
-        "a Rotated event names the window"
+        "a Rotated event names the window: {events:?}"
     );
     s.assert_log_has_no_secret();
 }
@@ -232,6 +232,22 @@ async fn observe_mode_reports_the_window_and_never_writes() {
     );
     let rotations_before = s.sim().account(ACCOUNT).expect("account").rotations;
     move_clock_to(&s, plus(at, 600)).await;
+    // Past the window: what it would have done, not a failure to fit.
+    move_clock_to(&s, plus(at, 6 * 3600)).await;
+    let (status, why, message) = window_condition(&s.policy("p").await);
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        ("True", "Planned"),
+        "{message}"
+    );
+    assert!(message.contains("would have rotated"), "{message}");
+    assert!(
+        !s.events("p")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "NoWindowFits"),
+        "Observe mode letting a window pass is no warning"
+    );
     let automatic = p
         .status
         .as_ref()
@@ -337,13 +353,7 @@ async fn a_window_that_cannot_fit_is_reported_and_nothing_rotates_outside_it() {
     assert!(is_ready(&p), "the account itself is as the spec says");
     let (automatic, why) = planned(&p).expect("the account's own rotation");
     assert_eq!(why, PlannedRotationReason::CloudflareSchedule);
-    assert!(
-        s.events("p")
-            .await
-            .iter()
-            .any(|(reason, _)| reason == "NoWindowFits"),
-        "a NoWindowFits event"
-    );
+    s.wait_for_event("p", "NoWindowFits").await;
     let rotations_before = s.sim().account(ACCOUNT).expect("account").rotations;
     move_clock_to(&s, plus(automatic, 3600)).await;
     assert!(s.calls("POST").is_empty(), "rotated outside a window");
@@ -437,12 +447,7 @@ async fn an_unusable_window_is_refused_or_reported() {
         30,
         "the interval is still managed"
     );
-    assert!(
-        s.events("p")
-            .await
-            .iter()
-            .any(|(reason, _)| reason == "InvalidSpec")
-    );
+    s.wait_for_event("p", "InvalidSpec").await;
     // Fixed, it is Ready again.
     s.patch_spec(
         "p",

@@ -156,7 +156,10 @@ pub struct RotationWindow {
     /// @daily, @hourly. Restrict either the day of month or the day of week,
     /// not both. Example: `0 3 * * TUE` (Tuesdays at 03:00).
     #[schemars(length(min = 1, max = 128))]
-    #[x_kube(validation = kube::core::Rule::new(WINDOW_SCHEDULE_RULE).message("schedule must be five cron fields (minute hour day-of-month month day-of-week) such as '0 3 * * TUE', or @yearly, @monthly, @weekly, @daily or @hourly"))]
+    #[x_kube(
+        validation = kube::core::Rule::new(WINDOW_SCHEDULE_RULE).message("schedule must be five cron fields (minute hour day-of-month month day-of-week) such as '0 3 * * TUE', or @yearly, @annually, @monthly, @weekly, @daily, @midnight or @hourly"),
+        validation = kube::core::Rule::new(WINDOW_ONE_DAY_FIELD_RULE).message("restrict either the day of month or the day of week, not both (cron reads the two as either-or)")
+    )]
     pub schedule: String,
 
     /// How long each window lasts (Go duration, at least 1m, at most 168h), e.g. `2h`.
@@ -170,7 +173,13 @@ pub struct RotationWindow {
 }
 
 /// The CEL rule on a window's schedule: five fields of cron characters, or a macro.
-const WINDOW_SCHEDULE_RULE: &str = "self.matches('^@(yearly|annually|monthly|weekly|daily|hourly)$') || self.matches('^[0-9A-Za-z*,/-]+( +[0-9A-Za-z*,/-]+){4}$')";
+const WINDOW_SCHEDULE_RULE: &str = "self.matches('^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') || self.matches('^[0-9A-Za-z*?,/-]+( +[0-9A-Za-z*?,/-]+){4}$')";
+
+/// The CEL rule that refuses restricting both day fields: the third and the
+/// fifth field must not both be other than `*` or `?` (RE2 has no lookahead,
+/// hence the two alternatives for "a field other than `*` and `?`").
+const WINDOW_ONE_DAY_FIELD_RULE: &str =
+    "!self.matches('^[^ ]+ +[^ ]+ +([^*? ][^ ]*|[*?][^ ]+) +[^ ]+ +([^*? ][^ ]*|[*?][^ ]+)$')";
 
 /// The shape of an IANA time zone name (whether it exists is the operator's check).
 pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][-+_A-Za-z0-9]*(/[-+_A-Za-z0-9]+)*$";
@@ -393,11 +402,11 @@ pub struct AccessKeyPolicyStatus {
 
 /// The condition list's schema with the limits upstream `metav1.Condition`
 /// declares in Go (kubebuilder markers) but k8s-openapi's schema leaves out:
-/// lengths of type, reason and message, the status values, and at most 8
-/// conditions (a policy carries up to 3).
+/// lengths of type, reason and message, the status values, and a bound on
+/// the list (a policy carries up to 4 of its own).
 fn bounded_conditions(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <Vec<Condition> as JsonSchema>::json_schema(generator);
-    // Room for other tools' conditions besides the operator's four.
+    // Room for other tools' conditions besides the operator's five types.
     schema.insert("maxItems".to_owned(), 16.into());
     schema.insert("x-kubernetes-list-type".to_owned(), "map".into());
     schema.insert(
@@ -517,7 +526,15 @@ mod tests {
             spec["rotationWindow"] = window;
             cel_errors(&policy(spec), None)
         };
-        for schedule in ["0 3 * * TUE", "30 2 1 * *", "*/15 1-4 * * 1-5", "@weekly"] {
+        for schedule in [
+            "0 3 * * TUE",
+            "30 2 1 * *",
+            "*/15 1-4 * * 1-5",
+            "@weekly",
+            "@midnight",
+            "0 3 * JAN,JUL MON",
+            "0 3 ? * 2",
+        ] {
             let errors = with_window(json!({"schedule": schedule, "duration": "2h"}));
             assert!(errors.is_empty(), "{schedule}: {errors:?}");
         }
@@ -533,6 +550,11 @@ mod tests {
                 errors[0].contains("schedule must be five cron fields"),
                 "{errors:?}"
             );
+        }
+        for schedule in ["0 3 1 * TUE", "0 3 */2 * 1-5", "0 3 15 * ?1"] {
+            let errors = with_window(json!({"schedule": schedule, "duration": "2h"}));
+            assert_eq!(errors.len(), 1, "{schedule}: {errors:?}");
+            assert!(errors[0].contains("not both"), "{errors:?}");
         }
         for duration in ["30s", "169h", "0s"] {
             let errors = with_window(json!({"schedule": "0 3 * * TUE", "duration": duration}));

@@ -104,6 +104,17 @@ pub fn report_window(
                 .filter(|account_now| at > *account_now)
                 .and_then(|account_now| Duration::try_from(at.duration_since(account_now)).ok()),
         ),
+        // Observe mode lets every window pass: the one it would have used
+        // is what it reports, not a failure to fit.
+        Verdict::NoFit(NoFit::Missed { window_start }) if mode == ManagementPolicy::Observe => (
+            RotationWindowReason::Planned,
+            format!(
+                "Observe mode: the operator would have rotated in the window starting {window_start}, and made no change; the account rotates on its own at {}",
+                describe(plan.automatic)
+            ),
+            own_schedule,
+            None,
+        ),
         Verdict::NoFit(why) => (
             RotationWindowReason::NoWindowFits,
             no_fit_message(window, &plan, why, cooldown) + observe,
@@ -137,7 +148,7 @@ fn no_fit_message(
     let margin = AUTOMATIC_ROTATION_MARGIN.as_hours();
     match why {
         NoFit::NoWindow { cooldown_ends } => format!(
-            "no window of {:?} ({}, {}) starts between the end of the rotation cooldown at {cooldown_ends} and {margin}h before the account's own rotation; {own}",
+            "no window of {:?} ({}, {}) is open between the end of the rotation cooldown at {cooldown_ends} and {margin}h before the account's own rotation; {own}",
             window.schedule, window.duration, window.time_zone
         ),
         NoFit::CooldownTooLong { cooldown_ends } => format!(
@@ -155,4 +166,158 @@ fn no_fit_message(
 
 fn describe(at: Option<Timestamp>) -> String {
     at.map_or("an unknown time".to_owned(), |t| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::GoDuration;
+
+    const WEEK: Duration = Duration::from_secs(7 * 86_400);
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    fn tuesdays(zone: &str) -> RotationWindow {
+        RotationWindow {
+            schedule: "0 3 * * TUE".into(),
+            duration: "2h".parse::<GoDuration>().expect("duration"),
+            time_zone: zone.into(),
+        }
+    }
+
+    /// An account last rotated 2027-01-01 with a 30-day interval, as recorded.
+    fn recorded() -> AccessKeyPolicyStatus {
+        AccessKeyPolicyStatus {
+            account_key_rotation_interval_days: Some(30),
+            last_key_rotation_at: Some(ts("2027-01-01T00:00:00Z")),
+            next_key_rotation_at: Some(ts("2027-01-31T00:00:00Z")),
+            ..Default::default()
+        }
+    }
+
+    fn report(
+        status: &mut AccessKeyPolicyStatus,
+        window: Option<&RotationWindow>,
+        mode: ManagementPolicy,
+        now: &str,
+    ) -> WindowReport {
+        report_window(status, window, WEEK, mode, Some(ts(now)), Some(1), ts(now))
+    }
+
+    fn window_condition(status: &AccessKeyPolicyStatus) -> Option<(&str, &str, &str)> {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "RotationWindow")
+            .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+    }
+
+    #[test]
+    fn without_a_window_the_plan_is_the_accounts_own_schedule() {
+        let mut status = recorded();
+        let window = tuesdays("Europe/Berlin");
+        report(
+            &mut status,
+            Some(&window),
+            ManagementPolicy::Manage,
+            "2027-01-10T00:00:00Z",
+        );
+        assert!(window_condition(&status).is_some());
+        let quiet = report(
+            &mut status,
+            None,
+            ManagementPolicy::Manage,
+            "2027-01-10T00:00:00Z",
+        );
+        assert_eq!(quiet, WindowReport::Quiet);
+        assert_eq!(
+            window_condition(&status),
+            None,
+            "the condition goes with the window"
+        );
+        assert_eq!(status.next_window_start, None);
+        assert_eq!(
+            status.planned_rotation,
+            Some(PlannedRotation {
+                at: ts("2027-01-31T00:00:00Z"),
+                reason: PlannedRotationReason::CloudflareSchedule,
+                window_start: None,
+            })
+        );
+    }
+
+    #[test]
+    fn a_planned_window_is_reported_and_woken_for() {
+        let mut status = recorded();
+        let window = tuesdays("Europe/Berlin");
+        let wake = report(
+            &mut status,
+            Some(&window),
+            ManagementPolicy::Manage,
+            "2027-01-26T01:00:00Z",
+        );
+        assert_eq!(wake, WindowReport::Wake(Duration::from_secs(3600)));
+        assert_eq!(
+            status.planned_rotation,
+            Some(PlannedRotation {
+                at: ts("2027-01-26T02:00:00Z"),
+                reason: PlannedRotationReason::Window,
+                window_start: Some(ts("2027-01-26T02:00:00Z")),
+            })
+        );
+        assert_eq!(status.next_window_start, Some(ts("2027-01-26T02:00:00Z")));
+        let (state, reason, message) = window_condition(&status).expect("condition");
+        assert_eq!((state, reason), ("True", "Planned"));
+        assert!(message.contains("2027-01-31T00:00:00Z"), "{message}");
+        assert!(!message.contains("Observe"), "{message}");
+    }
+
+    #[test]
+    fn a_missed_window_is_no_fit_except_in_observe_mode() {
+        let window = tuesdays("Europe/Berlin");
+        let after = "2027-01-27T00:00:00Z";
+        let mut manage = recorded();
+        report(&mut manage, Some(&window), ManagementPolicy::Manage, after);
+        let (state, reason, message) = window_condition(&manage).expect("condition");
+        assert_eq!((state, reason), ("False", "NoWindowFits"));
+        assert!(message.contains("passed without a rotation"), "{message}");
+        assert_eq!(
+            manage.planned_rotation.map(|p| p.reason),
+            Some(PlannedRotationReason::CloudflareSchedule)
+        );
+        let mut observe = recorded();
+        report(
+            &mut observe,
+            Some(&window),
+            ManagementPolicy::Observe,
+            after,
+        );
+        let (state, reason, message) = window_condition(&observe).expect("condition");
+        assert_eq!((state, reason), ("True", "Planned"));
+        assert!(message.contains("would have rotated"), "{message}");
+    }
+
+    #[test]
+    fn an_unusable_window_is_invalid_and_the_accounts_schedule_stands() {
+        let mut status = recorded();
+        let window = tuesdays("Europe/Nowhere");
+        let report = report(
+            &mut status,
+            Some(&window),
+            ManagementPolicy::Manage,
+            "2027-01-10T00:00:00Z",
+        );
+        let WindowReport::Invalid(message) = report else {
+            panic!("expected Invalid, got {report:?}");
+        };
+        assert!(message.contains("Europe/Nowhere"), "{message}");
+        let (state, reason, _) = window_condition(&status).expect("condition");
+        assert_eq!((state, reason), ("False", "InvalidWindow"));
+        assert_eq!(
+            status.planned_rotation.map(|p| p.reason),
+            Some(PlannedRotationReason::CloudflareSchedule)
+        );
+    }
 }

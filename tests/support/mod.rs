@@ -317,6 +317,20 @@ impl Scenario {
             .map_or_else(String::new, Operator::log)
     }
 
+    /// Waits (10 s at most) until an event with `reason` is recorded for the
+    /// policy; returns all its events. Events are published after the status
+    /// write, so a test that saw the status may not see the event yet.
+    pub async fn wait_for_event(&self, name: &str, reason: &str) -> Vec<(String, String)> {
+        for _ in 0..100 {
+            let events = self.events(name).await;
+            if events.iter().any(|(r, _)| r == reason) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {reason} event; events: {:?}", self.events(name).await);
+    }
+
     /// Events recorded for a policy, as (reason, note).
     pub async fn events(&self, name: &str) -> Vec<(String, String)> {
         self.event_counts(name)
