@@ -232,7 +232,8 @@ async fn kubectl_applies_the_example_server_side_and_shows_the_printer_columns()
     assert_eq!(
         header,
         [
-            "NAME", "ACCOUNT", "INTERVAL", "LAST", "ROTATION", "NEXT", "ROTATION", "READY", "AGE"
+            "NAME", "ACCOUNT", "INTERVAL", "LAST", "ROTATION", "NEXT", "ROTATION", "PLANNED",
+            "ROTATION", "READY", "AGE"
         ],
         "{table}"
     );
