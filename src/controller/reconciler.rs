@@ -338,7 +338,8 @@ pub(super) async fn publish_events(
 
 /// ±10 % so that many policies created together do not check in lockstep.
 fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(rand::rng().random_range(0.9..=1.1))
+    interval
+        .mul_f64(rand::rng().random_range(1.0 - decide::CHECK_JITTER..=1.0 + decide::CHECK_JITTER))
 }
 
 /// Requeue after a Kubernetes failure.

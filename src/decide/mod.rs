@@ -21,8 +21,8 @@ pub use ownership::{
     ClaimRecord, ClaimStep, Holder, claim_duration, claim_step, must_ask_holder, owner_as_seen_from,
 };
 pub use pass::{
-    AccountWrite, CredentialMemory, HOLD_MARGIN, PassDecision, PassInput, Requeue, SecretRead,
-    WriteOutcome, after_write, pass,
+    AccountWrite, CHECK_JITTER, CredentialMemory, HOLD_MARGIN, PassDecision, PassInput, Requeue,
+    SecretRead, WriteOutcome, after_write, pass,
 };
 pub use plan::{AccountPlan, plan_account, window_plan};
 pub use refusal::{Refusal, after_refusal, refusal_delay, wait_after_refusal};

@@ -85,10 +85,14 @@ pub struct PassInput<'a> {
     pub min_rotation_cooldown: Duration,
 }
 
+/// How far a [`Requeue::Check`] is spread either way: the controller waits
+/// the interval times a random factor in `1 ± CHECK_JITTER`.
+pub const CHECK_JITTER: f64 = 0.1;
+
 /// When to look at the policy again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
-    /// After the drift interval, spread by jitter.
+    /// After the drift interval, spread by [`CHECK_JITTER`].
     Check(Duration),
     /// After exactly this long.
     After(Duration),
@@ -416,7 +420,10 @@ impl PassDecision {
             (Some(wait), _) => Requeue::After(wait),
             // A rotate request that waited behind a window rotation: at once.
             _ if self.request_waits => Requeue::After(HOLD_MARGIN),
-            (None, Some(wake)) if wake < settled.check_interval => Requeue::After(wake),
+            // A planned rotation the jittered check could overshoot: wake for it.
+            (None, Some(wake)) if wake < settled.check_interval.mul_f64(1.0 + CHECK_JITTER) => {
+                Requeue::After(wake)
+            }
             _ => Requeue::Check(settled.check_interval),
         };
     }

@@ -1,7 +1,10 @@
 //! Table tests of one pass: which events, which requeue, which messages and
 //! which writes, without a cluster.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use jiff::Timestamp;
 
@@ -443,4 +446,104 @@ fn a_call_the_budget_put_off_ends_the_pass_without_a_status_change() {
         Some("r1")
     );
     assert_eq!(d.status.last_rotate_outcome, None);
+}
+
+/// A daily 10:00-12:00 UTC window; the account (30 days, last rotated
+/// 2026-11-04 09:00) is due on 2026-12-04 09:00, so its deadline is
+/// 2026-12-03 09:00 and the last window before it is today's, open at 10:00.
+fn window_case() -> Case {
+    let mut case = Case::new();
+    case.spec = spec(serde_json::json!({
+        "keyRotationIntervalDays": 30,
+        "rotationWindow": {"schedule": "0 10 * * *", "duration": "2h"},
+    }));
+    case
+}
+
+#[test]
+fn an_open_window_rotates_through_the_exactly_once_writes() {
+    let case = window_case();
+    let d = case.read(Ok(account(30, "2026-11-04T09:00:00Z")));
+    assert_eq!(
+        d.writes,
+        VecDeque::from([AccountWrite::PendingStatus, AccountWrite::PostRotate])
+    );
+    let start = ts("2026-12-02T10:00:00Z");
+    let pending = d.status.pending_rotation.clone().expect("pending first");
+    assert_eq!(pending.window_start, Some(start));
+    assert_eq!(pending.request, "window/2026-12-02T10:00:00Z");
+    let d = after_write(d, WriteOutcome::PendingStatusWritten);
+    let d = after_write(
+        d,
+        WriteOutcome::Post(Ok(account(30, "2026-12-02T10:00:01Z"))),
+    );
+    assert!(d.writes.is_empty());
+    assert_eq!(
+        d.status.last_window_rotation,
+        Some(WindowRotation {
+            window_start: start,
+            outcome: RotateOutcome::Rotated,
+        })
+    );
+    assert_eq!(d.status.pending_rotation, None);
+    assert_eq!(d.status.last_handled_rotate_request, None);
+    assert_eq!(reasons(&d), ["Rotated"]);
+    // The next plan starts from the new rotation: a later window, with its reason.
+    let planned = d.status.planned_rotation.clone().expect("planned");
+    assert_eq!(planned.reason, crate::crd::PlannedRotationReason::Window);
+    assert!(planned.at > ts("2026-12-30T00:00:00Z"), "{planned:?}");
+}
+
+#[test]
+fn a_request_waiting_behind_a_window_rotation_comes_back_at_once() {
+    let mut case = window_case();
+    case.written.pending_rotation = Some(PendingRotation {
+        request: "window/2026-12-02T10:00:00Z".into(),
+        baseline_key_rotation_at: Some(ts("2026-11-04T09:00:00Z")),
+        window_start: Some(ts("2026-12-02T10:00:00Z")),
+    });
+    case.request = Some(RotateRequest {
+        value: "r1".into(),
+        force: true,
+    });
+    // The account shows the window's rotation: it is confirmed, and the
+    // annotation's request is handled by a pass right after.
+    let d = case.read(Ok(account(30, "2026-12-02T10:00:01Z")));
+    assert!(d.writes.is_empty());
+    assert_eq!(
+        d.status.last_window_rotation.map(|w| w.outcome),
+        Some(RotateOutcome::Rotated)
+    );
+    assert_eq!(d.status.last_handled_rotate_request, None);
+    assert_eq!(d.requeue, Requeue::After(HOLD_MARGIN));
+}
+
+#[test]
+fn a_window_later_than_the_next_check_is_woken_for() {
+    let mut case = window_case();
+    case.spec = spec(serde_json::json!({
+        "keyRotationIntervalDays": 30,
+        "driftCheckInterval": "24h",
+        "rotationWindow": {"schedule": "0 10 * * *", "duration": "2h"},
+    }));
+    // Due 2026-12-04 12:00: the deadline is 2026-12-03 12:00, and the last
+    // window before it opens on 2026-12-03 at 10:00, 24 h from now: the
+    // check, jittered up to 26.4 h, could miss it, so the pass wakes for it.
+    let d = case.read(Ok(account(30, "2026-11-04T12:00:00Z")));
+    assert!(d.writes.is_empty());
+    assert_eq!(
+        d.requeue,
+        Requeue::After(Duration::from_secs(24 * 3600) + HOLD_MARGIN)
+    );
+    let (reason, _) = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "RotationWindow")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .expect("condition");
+    assert_eq!(reason, "Planned");
+    // A week away, the check comes first.
+    let d = case.read(Ok(account(30, "2026-11-10T12:00:00Z")));
+    assert_eq!(d.requeue, Requeue::Check(Duration::from_secs(24 * 3600)));
 }
