@@ -308,6 +308,7 @@ mod tests {
             interval_days: Some(30),
             last_rotation: Some(1),
             next_rotation: Some(2),
+            planned_rotation: Some((3, "Window")),
         }
     }
 
@@ -336,6 +337,7 @@ mod tests {
             r#"keyrotor_policy_condition{namespace="ns",name="p",type="Ready",status="True",reason="Reconciled"} 1"#,
             r#"keyrotor_policy_interval_days{namespace="ns",name="p"} 30"#,
             r#"keyrotor_policy_next_rotation_timestamp_seconds{namespace="ns",name="p"} 2"#,
+            r#"keyrotor_policy_planned_rotation_timestamp_seconds{namespace="ns",name="p",reason="Window"} 3"#,
             "keyrotor_leader 1",
             "keyrotor_workqueue_depth 1",
             "keyrotor_budget_waits_total 1",
@@ -350,6 +352,34 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn a_policy_without_a_planned_rotation_has_no_planned_sample() {
+        let metrics = Metrics::new();
+        metrics.set_leader(true);
+        let mut unplanned = snapshot("True", "Reconciled");
+        unplanned.planned_rotation = None;
+        metrics.policy("ns", "unplanned", unplanned);
+        let mut own = snapshot("True", "Reconciled");
+        own.planned_rotation = Some((1_796_000_000, "CloudflareSchedule"));
+        metrics.policy("ns", "own", own);
+        let text = metrics.render().expect("renders");
+        let planned: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("keyrotor_policy_planned_rotation_timestamp_seconds{"))
+            .collect();
+        assert_eq!(
+            planned,
+            [
+                r#"keyrotor_policy_planned_rotation_timestamp_seconds{namespace="ns",name="own",reason="CloudflareSchedule"} 1796000000"#
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE keyrotor_policy_planned_rotation_timestamp_seconds gauge"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::{
 
 use jiff::Timestamp;
 use keyrotor::{
-    crd::{AccessKeyPolicyStatus, ReadyReason},
-    decide::status::set_ready,
+    crd::{AccessKeyPolicyStatus, ConditionType, ReadyReason, RotationWindowReason},
+    decide::{status::set_ready, window::WindowError},
 };
 use kube::core::cel::cel;
 use mlua::{Lua, LuaOptions, StdLib, Value as LuaValue};
@@ -246,7 +246,19 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
         else {
             continue; // a reason the operator does not know: Ready alone
         };
+        // Conditions set_ready does not write (AccountInSync, RotationWindow)
+        // stay as they are; the order of the list is not the point.
         let mut status = AccessKeyPolicyStatus::default();
+        status.conditions = serde_json::from_value(json!(
+            conditions
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| !["Ready", "Reconciling", "Stalled"]
+                    .contains(&c["type"].as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+        ))
+        .expect("conditions");
         let at = ready["lastTransitionTime"]
             .as_str()
             .and_then(|t| t.parse().ok())
@@ -259,13 +271,95 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
             ready["observedGeneration"].as_i64(),
             at,
         );
+        let by_type = |mut list: Vec<Value>| {
+            list.sort_by_key(|c| c["type"].as_str().unwrap_or_default().to_owned());
+            list
+        };
         let written: Vec<Value> = status
             .conditions
             .iter()
             .map(|c| serde_json::to_value(c).expect("condition serializes"))
             .collect();
-        assert_eq!(conditions, json!(written), "{input}");
+        let given = conditions.as_array().cloned().unwrap_or_default();
+        assert_eq!(by_type(given), by_type(written), "{input}");
     }
+}
+
+/// A RotationWindow condition in the test data is one the operator writes:
+/// a known reason, True only when Planned; an invalid window goes with Ready
+/// False, InvalidSpec and the same message, which is the operator's own text
+/// for the window's error.
+#[test]
+fn health_test_data_carries_the_window_conditions_the_operator_writes() {
+    let mut seen = 0;
+    for (input, _, _) in health_tests() {
+        let object = yaml(&input);
+        let conditions = object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let of_type = |kind: ConditionType| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == kind.as_str())
+                .cloned()
+        };
+        let Some(window) = of_type(ConditionType::RotationWindow) else {
+            continue;
+        };
+        seen += 1;
+        let reason = [
+            RotationWindowReason::Planned,
+            RotationWindowReason::NoWindowFits,
+            RotationWindowReason::InvalidWindow,
+        ]
+        .into_iter()
+        .find(|r| window["reason"] == r.as_str())
+        .unwrap_or_else(|| panic!("{input}: unknown RotationWindow reason"));
+        let want_status = if reason == RotationWindowReason::Planned {
+            "True"
+        } else {
+            "False"
+        };
+        assert_eq!(window["status"], want_status, "{input}");
+        assert!(
+            object.pointer("/spec/rotationWindow").is_some(),
+            "{input}: a RotationWindow condition without spec.rotationWindow"
+        );
+        let ready = of_type(ConditionType::Ready).expect("Ready");
+        if reason == RotationWindowReason::InvalidWindow {
+            assert_eq!(
+                ready["reason"],
+                ReadyReason::InvalidSpec.as_str(),
+                "{input}"
+            );
+            assert_eq!(ready["message"], window["message"], "{input}");
+            let zone = object
+                .pointer("/spec/rotationWindow/timeZone")
+                .and_then(Value::as_str)
+                .expect("timeZone")
+                .to_owned();
+            let error = WindowError::UnknownZone { zone };
+            assert_eq!(
+                window["message"],
+                format!(
+                    "{error}; the account rotates on its own schedule until the window is fixed"
+                ),
+                "{input}"
+            );
+        } else {
+            assert_ne!(
+                ready["reason"],
+                ReadyReason::InvalidSpec.as_str(),
+                "{input}"
+            );
+        }
+    }
+    assert!(
+        seen >= 2,
+        "the test data has an invalid and an unfitting window"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -275,7 +369,7 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
 /// documented `healthCheckExprs` conclude for each health test data file.
 /// "Waiting" means the expressions cannot be evaluated yet (no status), and
 /// Flux keeps waiting.
-const OTHER_TOOLS: [(&str, &str, &str); 26] = [
+const OTHER_TOOLS: [(&str, &str, &str); 28] = [
     (
         "testdata/progressing_fresh-object-no-status.yaml",
         "Current",
@@ -381,6 +475,16 @@ const OTHER_TOOLS: [(&str, &str, &str); 26] = [
         "testdata/degraded_overlong-rotate-request-refused.yaml",
         "Current",
         "Failed",
+    ),
+    (
+        "testdata/degraded_invalid-rotation-window.yaml",
+        "Failed",
+        "Failed",
+    ),
+    (
+        "testdata/healthy_no-window-fits-ready-decides.yaml",
+        "Current",
+        "Current",
     ),
 ];
 

@@ -125,6 +125,17 @@ async fn metrics_after_a_scenario_count_what_happened_and_forget_deleted_policie
         ),
         Some(last + 30.0 * 86_400.0)
     );
+    // No maintenance window: the account's own schedule is the plan.
+    assert_eq!(
+        sample(
+            &scrape,
+            &format!(
+                "keyrotor_policy_planned_rotation_timestamp_seconds{{namespace=\"{ns}\",name=\"p\",reason=\"CloudflareSchedule\"}}"
+            )
+        ),
+        Some(last + 30.0 * 86_400.0),
+        "{scrape}"
+    );
     assert_eq!(sample(&scrape, "keyrotor_leader"), Some(1.0));
     for secret in [support::TOKEN, support::API_KEY, support::EMAIL] {
         assert!(!scrape.contains(secret));

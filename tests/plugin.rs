@@ -12,7 +12,7 @@ use std::{
 };
 
 use jiff::{SignedDuration, Timestamp};
-use keyrotor::crd::{AccessKeyPolicy, RotateOutcome};
+use keyrotor::crd::{AccessKeyPolicy, PlannedRotationReason, RotateOutcome};
 use keyrotor_cloudflare_sim::AccountSeed;
 use serde_json::json;
 use support::{ACCOUNT, FORCE, OTHER_ACCOUNT, ROTATE, Scenario, is_ready, last_handled_request};
@@ -351,6 +351,7 @@ async fn status_shows_each_policys_account_interval_and_readiness() {
             "INTERVAL",
             "LAST ROTATION",
             "NEXT ROTATION",
+            "PLANNED",
             "READY",
             "LAST OUTCOME"
         ],
@@ -360,6 +361,8 @@ async fn status_shows_each_policys_account_interval_and_readiness() {
     assert!(lines[1].contains(ACCOUNT), "{run}");
     assert!(lines[1].contains(" 30d "), "{run}");
     assert!(lines[1].contains("True (Reconciled)"), "{run}");
+    // No window: the account rotates on its own schedule.
+    assert!(lines[1].contains(") cloudflare "), "{run}");
     assert!(lines[2].starts_with("two "), "{run}");
     assert!(lines[2].contains(OTHER_ACCOUNT), "{run}");
     // Observe never writes: the account keeps 42 days while the spec wants 30.
@@ -770,6 +773,54 @@ async fn status_name_shows_conditions_the_rotate_request_the_account_and_events(
     }
     assert!(
         event_lines.last().is_some_and(|l| l.contains("Rotated")),
+        "{run}"
+    );
+
+    // No window: the plan is the account's own schedule.
+    let next = status.next_key_rotation_at.expect("next rotation");
+    assert!(
+        view.contains(&format!(
+            "Rotation plan:\n  Planned rotation: {next:.0} (in "
+        )) && view
+            .contains(", by Cloudflare, on the account's own schedule (no rotation window set)\n"),
+        "{run}"
+    );
+
+    // A daily window: the key is planned to rotate in the last window before
+    // the account's own rotation, and the view says when and why.
+    s.patch_spec(
+        "p",
+        json!({"rotationWindow": {"schedule": "0 3 * * *", "duration": "2h"}}),
+    )
+    .await;
+    let p = s
+        .wait_for("p", "a window rotation planned", |p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.planned_rotation.as_ref())
+                .is_some_and(|r| r.reason == PlannedRotationReason::Window)
+        })
+        .await;
+    let status = p.status.clone().expect("status");
+    let planned = status.planned_rotation.expect("planned");
+    let window_start = planned.window_start.expect("window start");
+    let next_window = status.next_window_start.expect("next window start");
+    let run = plugin(&s, &["status", "p", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    let view = &run.stdout;
+    for wanted in [
+        "  Rotation window: 0 3 * * * for 2h (UTC)\n".to_owned(),
+        format!("Rotation plan:\n  Next window start: {next_window:.0} ("),
+        format!("  Planned rotation: {:.0} (in ", planned.at),
+        format!(", by the operator, in the maintenance window starting {window_start:.0} (in "),
+        "  Window: True, Reason: Planned, Message: the key rotates at ".to_owned(),
+    ] {
+        assert!(view.contains(&wanted), "{wanted:?} missing:\n{run}");
+    }
+    let run = plugin(&s, &["status", "-n", &s.namespace]).await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stdout.contains(&format!("{:.0} (in ", planned.at)) && run.stdout.contains(") window "),
         "{run}"
     );
 

@@ -39,6 +39,9 @@ pub struct PolicySnapshot {
     pub last_rotation: Option<i64>,
     /// Next rotation, Unix seconds.
     pub next_rotation: Option<i64>,
+    /// The planned rotation (`status.plannedRotation`): Unix seconds and why
+    /// then (`Window` or `CloudflareSchedule`, a fixed vocabulary).
+    pub planned_rotation: Option<(i64, &'static str)>,
 }
 
 /// The last snapshot of each policy, by namespace and name.
@@ -125,6 +128,22 @@ impl Collector for PolicyGauges {
                     ("reason", &*condition.reason),
                 ];
                 ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "policy_planned_rotation_timestamp_seconds",
+            "When the key is planned to rotate (Unix seconds), and why then in the reason label: Window (the operator rotates in a maintenance window) or CloudflareSchedule (the account rotates on its own).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((namespace, policy), snapshot) in policies.clone() {
+            if let Some((at, reason)) = snapshot.planned_rotation {
+                let labels = [
+                    ("namespace", &**namespace),
+                    ("name", &**policy),
+                    ("reason", reason),
+                ];
+                ConstGauge::new(at).encode(family.encode_family(&labels)?)?;
             }
         }
         for (name, help, value) in POLICY_GAUGES {

@@ -1,7 +1,8 @@
 //! `kubectl keyrotor status NAME`: one policy in detail, laid out as
 //! `cmctl status certificate` lays out a Certificate: the spec in short, every
 //! condition, the rotate request and how far the operator got with it, the
-//! account as last read, and the policy's recent events.
+//! account as last read, the rotation plan (maintenance window, planned
+//! rotation and why), and the policy's recent events.
 
 use jiff::Timestamp;
 use k8s_openapi::api::events::v1::Event;
@@ -16,8 +17,9 @@ use super::{
     wait::judge,
 };
 use crate::crd::{
-    ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy, DeletionPolicy,
-    ManagementPolicy,
+    ANNOTATION_ROTATE_FORCE, ANNOTATION_ROTATE_REQUESTED_AT, AccessKeyPolicy,
+    AccessKeyPolicyStatus, ConditionType, DeletionPolicy, ManagementPolicy, PlannedRotationReason,
+    RotationWindow, RotationWindowReason,
 };
 
 /// How many of the newest events the view lists.
@@ -130,6 +132,14 @@ pub fn render(policy: &AccessKeyPolicy, events: &Events, now: Timestamp) -> Stri
             DeletionPolicy::Orphan => "Orphan",
             DeletionPolicy::Restore => "Restore",
         },
+    );
+    out.line(
+        1,
+        "Rotation window",
+        &spec
+            .rotation_window
+            .as_ref()
+            .map_or_else(|| "<none>".to_owned(), window_text),
     );
 
     out.heading("Conditions");
@@ -248,6 +258,8 @@ pub fn render(policy: &AccessKeyPolicy, events: &Events, now: Timestamp) -> Stri
         out.line(1, "Interval before adoption", &format!("{days}d"));
     }
 
+    rotation_plan(&mut out, spec.rotation_window.as_ref(), &status, now);
+
     out.heading("Events");
     match events {
         Events::Unavailable(reason) => out.text(1, &format!("<cannot list events: {reason}>")),
@@ -284,6 +296,91 @@ pub fn render(policy: &AccessKeyPolicy, events: &Events, now: Timestamp) -> Stri
         }
     }
     out.0
+}
+
+/// `0 3 * * TUE for 2h (Europe/Berlin)`.
+fn window_text(window: &RotationWindow) -> String {
+    format!(
+        "{} for {} ({})",
+        window.schedule,
+        window.duration.as_str(),
+        window.time_zone
+    )
+}
+
+/// When the key rotates next and why: in a maintenance window, or on the
+/// account's own schedule (no window set, or none fits, as the
+/// `RotationWindow` condition says), and how the last window rotation ended.
+fn rotation_plan(
+    out: &mut Text,
+    window: Option<&RotationWindow>,
+    status: &AccessKeyPolicyStatus,
+    now: Timestamp,
+) {
+    out.heading("Rotation plan");
+    let at = |t: Timestamp| moment(t, now);
+    if window.is_some() {
+        out.line(
+            1,
+            "Next window start",
+            &status
+                .next_window_start
+                .map_or_else(|| "<none>".to_owned(), at),
+        );
+    }
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::RotationWindow.as_str());
+    let planned = match &status.planned_rotation {
+        None => "<not planned yet>".to_owned(),
+        Some(planned) => {
+            let why = match (planned.reason, planned.window_start) {
+                (PlannedRotationReason::Window, Some(start)) => format!(
+                    "by the operator, in the maintenance window starting {}",
+                    at(start)
+                ),
+                (PlannedRotationReason::Window, None) => {
+                    "by the operator, in a maintenance window".to_owned()
+                }
+                (PlannedRotationReason::CloudflareSchedule, _) if window.is_none() => {
+                    "by Cloudflare, on the account's own schedule (no rotation window set)"
+                        .to_owned()
+                }
+                (PlannedRotationReason::CloudflareSchedule, _) => format!(
+                    "by Cloudflare, on the account's own schedule: {} (see Window)",
+                    match condition.map(|c| c.reason.as_str()) {
+                        Some(reason) if reason == RotationWindowReason::InvalidWindow.as_str() =>
+                            "the rotation window is invalid",
+                        _ => "no window fits before it",
+                    }
+                ),
+            };
+            format!("{}, {why}", at(planned.at))
+        }
+    };
+    out.line(1, "Planned rotation", &planned);
+    if let Some(last) = &status.last_window_rotation {
+        out.line(
+            1,
+            "Last window rotation",
+            &format!(
+                "{} (window starting {})",
+                outcome_name(last.outcome),
+                at(last.window_start)
+            ),
+        );
+    }
+    if let Some(condition) = condition {
+        out.line(
+            1,
+            "Window",
+            &format!(
+                "{}, Reason: {}, Message: {}",
+                condition.status, condition.reason, condition.message
+            ),
+        );
+    }
 }
 
 /// Rows padded into columns two spaces apart (kubectl describe's event table).
@@ -389,6 +486,7 @@ mod tests {
                 "daysUntilNextRotation": 17,
                 "lastHandledRotateRequest": "r1",
                 "lastRotateOutcome": "Rotated",
+                "plannedRotation": {"at": "2026-12-14T09:12:44Z", "reason": "CloudflareSchedule"},
                 "conditions": [
                     {"type": "Ready", "status": "True", "reason": "Reconciled",
                      "message": "", "lastTransitionTime": "2026-11-14T09:12:45Z"},
@@ -425,6 +523,7 @@ Spec:
   Drift check interval: 10m
   Rotation cooldown: 168h
   Deletion policy: Orphan
+  Rotation window: <none>
 Conditions:
   Observed generation: 2
   Ready: True, Reason: Reconciled
@@ -441,6 +540,8 @@ Account:
   Last rotation: 2026-11-14T09:12:44Z (12d ago)
   Next rotation: 2026-12-14T09:12:44Z (in 17d)
   Days until next rotation: 17
+Rotation plan:
+  Planned rotation: 2026-12-14T09:12:44Z (in 17d), by Cloudflare, on the account's own schedule (no rotation window set)
 Events:
   Type    Reason          Age       From                   Message
   Normal  Rotated         12d       keyrotor.dev/operator  key rotated
@@ -482,6 +583,96 @@ Events:
         assert!(view.contains("Events:\n  <none>\n"), "{view}");
         assert!(
             view.contains("Key rotation interval: <not read yet>"),
+            "{view}"
+        );
+    }
+
+    fn windowed(status: Value) -> AccessKeyPolicy {
+        let mut p = policy(json!({}), status);
+        p.spec.rotation_window = Some(
+            serde_json::from_value(
+                json!({"schedule": "0 3 * * TUE", "duration": "2h", "timeZone": "Europe/Berlin"}),
+            )
+            .expect("window"),
+        );
+        p
+    }
+
+    #[test]
+    fn a_window_shows_its_next_start_the_planned_rotation_and_the_last_window_rotation() {
+        let p = windowed(json!({
+            "nextWindowStart": "2026-12-01T02:00:00Z",
+            "plannedRotation": {
+                "at": "2026-12-08T02:00:00Z", "reason": "Window",
+                "windowStart": "2026-12-08T02:00:00Z",
+            },
+            "lastWindowRotation": {"windowStart": "2026-11-10T02:00:00Z", "outcome": "Rotated"},
+            "conditions": [
+                {"type": "RotationWindow", "status": "True", "reason": "Planned",
+                 "message": "the key rotates at 2026-12-08T02:00:00Z, in the window starting 2026-12-08T02:00:00Z",
+                 "lastTransitionTime": "2026-11-10T02:00:00Z"},
+            ],
+        }));
+        let view = render(&p, &Events::Listed(vec![]), at(NOW));
+        for wanted in [
+            "  Deletion policy: Orphan\n  Rotation window: 0 3 * * TUE for 2h (Europe/Berlin)\nConditions:\n",
+            "\nRotation plan:\n  Next window start: 2026-12-01T02:00:00Z (in 4d)\n",
+            "  Planned rotation: 2026-12-08T02:00:00Z (in 11d), by the operator, in the maintenance window starting 2026-12-08T02:00:00Z (in 11d)\n",
+            "  Last window rotation: Rotated (window starting 2026-11-10T02:00:00Z (16d ago))\n",
+            "  Window: True, Reason: Planned, Message: the key rotates at 2026-12-08T02:00:00Z, in the window starting 2026-12-08T02:00:00Z\nEvents:\n",
+        ] {
+            assert!(view.contains(wanted), "{wanted:?} missing in:\n{view}");
+        }
+    }
+
+    #[test]
+    fn a_window_that_does_not_fit_says_cloudflare_rotates_and_why() {
+        let message = "the last window before the account's own rotation, starting 2026-11-24T02:00:00Z, passed without a rotation";
+        let p = windowed(json!({
+            "nextWindowStart": "2026-12-01T02:00:00Z",
+            "plannedRotation": {"at": "2026-11-27T09:00:00Z", "reason": "CloudflareSchedule"},
+            "lastWindowRotation": {"windowStart": "2026-10-27T02:00:00Z", "outcome": "RefusedObserveOnly"},
+            "conditions": [
+                {"type": "RotationWindow", "status": "False", "reason": "NoWindowFits",
+                 "message": message, "lastTransitionTime": "2026-11-24T04:00:00Z"},
+            ],
+        }));
+        let view = render(&p, &Events::Listed(vec![]), at(NOW));
+        for wanted in [
+            "  Planned rotation: 2026-11-27T09:00:00Z (in 23h), by Cloudflare, on the account's own schedule: no window fits before it (see Window)\n".to_owned(),
+            "  Last window rotation: RefusedObserveOnly (window starting 2026-10-27T02:00:00Z (30d ago))\n".to_owned(),
+            format!("  Window: False, Reason: NoWindowFits, Message: {message}\n"),
+        ] {
+            assert!(view.contains(&wanted), "{wanted:?} missing in:\n{view}");
+        }
+        // An invalid window: no next start, and the plan says why.
+        let p = windowed(json!({
+            "plannedRotation": {"at": "2026-11-27T09:00:00Z", "reason": "CloudflareSchedule"},
+            "conditions": [
+                {"type": "RotationWindow", "status": "False", "reason": "InvalidWindow",
+                 "message": "unknown time zone", "lastTransitionTime": "2026-11-24T04:00:00Z"},
+            ],
+        }));
+        let view = render(&p, &Events::Listed(vec![]), at(NOW));
+        for wanted in [
+            "Rotation plan:\n  Next window start: <none>\n",
+            "on the account's own schedule: the rotation window is invalid (see Window)\n",
+            "  Window: False, Reason: InvalidWindow, Message: unknown time zone\n",
+        ] {
+            assert!(view.contains(wanted), "{wanted:?} missing in:\n{view}");
+        }
+        assert!(!view.contains("Last window rotation"), "{view}");
+    }
+
+    #[test]
+    fn without_a_status_the_plan_is_not_known_yet() {
+        let view = render(
+            &policy(json!({}), json!(null)),
+            &Events::Listed(vec![]),
+            at(NOW),
+        );
+        assert!(
+            view.contains("Rotation plan:\n  Planned rotation: <not planned yet>\nEvents:"),
             "{view}"
         );
     }

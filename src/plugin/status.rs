@@ -7,7 +7,7 @@ use super::{
     args::StatusArgs, connect::Connection, describe, error::PluginError, report::outcome_name,
     selection::Selection,
 };
-use crate::crd::{AccessKeyPolicy, ConditionType, RotateOutcome};
+use crate::crd::{AccessKeyPolicy, ConditionType, PlannedRotationReason, RotateOutcome};
 
 /// What `status` prints: a table, one policy in detail, or a note that nothing matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct StatusRow {
     pub last_rotation: Option<Timestamp>,
     /// When the account rotates on its own.
     pub next_rotation: Option<Timestamp>,
+    /// When the key is planned to rotate, and why then (`status.plannedRotation`).
+    pub planned: Option<(Timestamp, PlannedRotationReason)>,
     /// The Ready condition's status and reason.
     pub ready: Option<(String, String)>,
     /// How the last rotate request ended.
@@ -89,6 +91,9 @@ impl StatusRow {
             account_interval_days: status.and_then(|s| s.account_key_rotation_interval_days),
             last_rotation: status.and_then(|s| s.last_key_rotation_at),
             next_rotation: status.and_then(|s| s.next_key_rotation_at),
+            planned: status
+                .and_then(|s| s.planned_rotation.as_ref())
+                .map(|p| (p.at, p.reason)),
             ready: status
                 .and_then(|s| {
                     s.conditions
@@ -113,6 +118,7 @@ pub fn render(rows: &[StatusRow], with_namespace: bool, now: Timestamp) -> Strin
         "INTERVAL",
         "LAST ROTATION",
         "NEXT ROTATION",
+        "PLANNED",
         "READY",
         "LAST OUTCOME",
     ];
@@ -129,6 +135,10 @@ pub fn render(rows: &[StatusRow], with_namespace: bool, now: Timestamp) -> Strin
                 .map_or_else(|| NONE.to_owned(), |at| moment(at, now)),
             row.next_rotation
                 .map_or_else(|| NONE.to_owned(), |at| moment(at, now)),
+            row.planned.map_or_else(
+                || NONE.to_owned(),
+                |(at, reason)| format!("{} {}", moment(at, now), planned_by(reason)),
+            ),
             row.ready.as_ref().map_or_else(
                 || "Unknown".to_owned(),
                 |(status, reason)| format!("{status} ({reason})"),
@@ -161,6 +171,15 @@ pub fn render(rows: &[StatusRow], with_namespace: bool, now: Timestamp) -> Strin
         table.push('\n');
     }
     table
+}
+
+/// Who rotates the key at the planned time, in a word: the operator in a
+/// maintenance window, or Cloudflare on the account's own schedule.
+pub(super) fn planned_by(reason: PlannedRotationReason) -> &'static str {
+    match reason {
+        PlannedRotationReason::Window => "window",
+        PlannedRotationReason::CloudflareSchedule => "cloudflare",
+    }
 }
 
 /// The wanted interval, and the account's when it differs (drift).
@@ -229,6 +248,10 @@ mod tests {
                 "lastKeyRotationAt": "2026-11-14T09:12:44.5Z",
                 "nextKeyRotationAt": "2026-12-14T09:12:44.5Z",
                 "lastRotateOutcome": "Rotated",
+                "plannedRotation": {
+                    "at": "2026-12-08T02:00:00Z", "reason": "Window",
+                    "windowStart": "2026-12-08T02:00:00Z",
+                },
                 "conditions": [{
                     "type": "Ready", "status": "True", "reason": "Reconciled",
                     "message": "", "lastTransitionTime": "2026-11-14T09:12:45Z",
@@ -241,6 +264,7 @@ mod tests {
             "fedcba9876543210fedcba9876543210",
             json!({
                 "accountKeyRotationIntervalDays": 42,
+                "plannedRotation": {"at": "2026-12-20T00:00:00Z", "reason": "CloudflareSchedule"},
                 "conditions": [{
                     "type": "Ready", "status": "False", "reason": "SecretNotFound",
                     "message": "Secret cloudflare-api not found",
@@ -261,10 +285,10 @@ mod tests {
     fn one_namespace_renders_without_a_namespace_column() {
         let table = render(&fixtures(), false, at("2026-11-26T10:00:00Z"));
         let expected = "\
-NAME         ACCOUNT                            INTERVAL            LAST ROTATION                    NEXT ROTATION                   READY                    LAST OUTCOME
-production   023e105f4ecef8ad9ca31a8372d0c353   30d                 2026-11-14T09:12:44Z (12d ago)   2026-12-14T09:12:44Z (in 17d)   True (Reconciled)        Rotated
-edge         fedcba9876543210fedcba9876543210   30d (account 42d)   <none>                           <none>                          False (SecretNotFound)   <none>
-new          0123456789abcdef0123456789abcdef   30d                 <none>                           <none>                          Unknown                  <none>
+NAME         ACCOUNT                            INTERVAL            LAST ROTATION                    NEXT ROTATION                   PLANNED                                    READY                    LAST OUTCOME
+production   023e105f4ecef8ad9ca31a8372d0c353   30d                 2026-11-14T09:12:44Z (12d ago)   2026-12-14T09:12:44Z (in 17d)   2026-12-08T02:00:00Z (in 11d) window       True (Reconciled)        Rotated
+edge         fedcba9876543210fedcba9876543210   30d (account 42d)   <none>                           <none>                          2026-12-20T00:00:00Z (in 23d) cloudflare   False (SecretNotFound)   <none>
+new          0123456789abcdef0123456789abcdef   30d                 <none>                           <none>                          <none>                                     Unknown                  <none>
 ";
         assert_eq!(table, expected);
     }
