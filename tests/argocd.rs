@@ -248,17 +248,19 @@ fn health_test_data_carries_the_conditions_the_operator_writes() {
         };
         // Conditions set_ready does not write (AccountInSync, RotationWindow)
         // stay as they are; the order of the list is not the point.
-        let mut status = AccessKeyPolicyStatus::default();
-        status.conditions = serde_json::from_value(json!(
-            conditions
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| !["Ready", "Reconciling", "Stalled"]
-                    .contains(&c["type"].as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-        ))
-        .expect("conditions");
+        let mut status = AccessKeyPolicyStatus {
+            conditions: serde_json::from_value(json!(
+                conditions
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| !["Ready", "Reconciling", "Stalled"]
+                        .contains(&c["type"].as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+            ))
+            .expect("conditions"),
+            ..AccessKeyPolicyStatus::default()
+        };
         let at = ready["lastTransitionTime"]
             .as_str()
             .and_then(|t| t.parse().ok())
