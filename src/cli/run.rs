@@ -391,7 +391,7 @@ impl RunArgs {
             settings,
             metrics: metrics.clone(),
             leader,
-            demand_cache: Default::default(),
+            demands: Default::default(),
             own_writes: Default::default(),
             memory: Default::default(),
             secret_index: Arc::new(controller::SecretIndex::new(self.watch_secrets)),

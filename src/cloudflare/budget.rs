@@ -226,15 +226,26 @@ pub struct Demand {
 impl Demand {
     /// Adds up `intervals` (one per policy using the credential) against `capacity_per_second`.
     pub fn of(intervals: impl IntoIterator<Item = Duration>, capacity_per_second: f64) -> Self {
-        let (policies, checks_per_second) =
-            intervals.into_iter().fold((0, 0.0), |(n, sum), interval| {
-                (n + 1, sum + 1.0 / interval.as_secs_f64().max(1e-3))
-            });
+        let mut demand = Self::none(capacity_per_second);
+        for interval in intervals {
+            demand.count(interval);
+        }
+        demand
+    }
+
+    /// No policy uses the credential.
+    pub fn none(capacity_per_second: f64) -> Self {
         Self {
-            policies,
-            checks_per_second,
+            policies: 0,
+            checks_per_second: 0.0,
             capacity_per_second,
         }
+    }
+
+    /// Adds one more policy checked every `interval`.
+    pub fn count(&mut self, interval: Duration) {
+        self.policies += 1;
+        self.checks_per_second += 1.0 / interval.as_secs_f64().max(1e-3);
     }
 
     /// More checks are needed than the budget serves: checks will come late.

@@ -1,7 +1,6 @@
 //! What every reconcile shares.
 
 use std::{
-    collections::HashMap,
     num::NonZeroUsize,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -11,21 +10,20 @@ use kube::runtime::reflector::Store;
 use lru::LruCache;
 use tokio::sync::watch;
 
-use kube::ResourceExt;
-
 use super::{
-    EventPublisher, cached::OwnWrites, claims::AccountClaims, fair_share::FairShare,
+    EventPublisher,
+    cached::OwnWrites,
+    claims::AccountClaims,
+    demand::{CredentialDemands, DEMAND_TTL},
+    fair_share::FairShare,
     secret_index::SecretIndex,
 };
 use crate::{
-    cloudflare::{CloudflareClient, CredentialId, Credentials, Demand},
+    cloudflare::{CloudflareClient, Credentials, Demand},
     crd::AccessKeyPolicy,
     decide::{CredentialMemory, Refusal},
     metrics::Metrics,
 };
-
-/// How long a computed credential demand is reused: it walks every cached policy.
-const DEMAND_TTL: Duration = Duration::from_secs(5);
 
 /// Operator-wide controller settings.
 #[derive(Debug, Clone)]
@@ -65,7 +63,7 @@ pub struct Context {
     /// True while this replica holds the lease (always, without election).
     pub leader: watch::Receiver<bool>,
     /// Recently computed demand per credential.
-    pub demand_cache: Mutex<HashMap<CredentialId, (Instant, Demand)>>,
+    pub demands: CredentialDemands,
     /// The versions of policies this replica's writes replaced.
     pub own_writes: OwnWrites,
     /// What passes remember about each policy between them.
@@ -156,9 +154,9 @@ impl Context {
             let mut seen: Vec<String> = Vec::new();
             for store in &self.policies {
                 for policy in store.state() {
-                    let ns = policy.namespace().unwrap_or_default();
-                    if !seen.contains(&ns) {
-                        seen.push(ns);
+                    let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
+                    if !seen.iter().any(|s| s == ns) {
+                        seen.push(ns.to_owned());
                     }
                     if seen.len() > 1 {
                         break;
@@ -171,49 +169,39 @@ impl Context {
         seen.iter().any(|n| n != namespace)
     }
 
-    /// Drops every cached demand (a Secret now holds another credential).
-    pub fn forget_demand(&self) {
-        self.demand_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+    /// A Secret now holds another credential: the demands are behind.
+    pub fn demand_changed(&self) {
+        self.demands.changed();
     }
 
     /// The steady demand on `credentials`: the drift checks per second of every
     /// cached policy whose Secret was last seen holding them (at least the
     /// operator's floor apart; suspended and deleted policies make no calls).
     pub fn credential_demand(&self, credentials: &Credentials) -> Demand {
-        let id = credentials.id();
-        let mut cache = self
-            .demand_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, demand)) = cache.get(&id)
-            && at.elapsed() < DEMAND_TTL
-        {
-            return *demand;
-        }
-        let budgets = self.cloudflare.budgets();
-        let index = &self.secret_index;
+        let capacity = self.cloudflare.budgets().per_second();
         let floor = self.settings.drift_check_floor;
-        let intervals = self
-            .policies
-            .iter()
-            .flat_map(|store| {
-                store.state_filter(|p| !p.spec.suspend && p.metadata.deletion_timestamp.is_none())
-            })
-            .filter(|p| {
-                let secret = format!(
-                    "{}/{}",
-                    p.namespace().unwrap_or_default(),
-                    p.spec.credentials_ref.name
-                );
-                index.holds(&secret, credentials)
-            })
-            .map(|p| p.spec.drift_check_interval.as_duration().max(floor))
-            .collect::<Vec<_>>();
-        let demand = Demand::of(intervals, budgets.per_second());
-        cache.insert(id, (Instant::now(), demand));
-        demand
+        self.demands.get(credentials.id(), capacity, |count| {
+            // One key buffer for the whole walk: it visits every cached policy.
+            let mut secret = String::new();
+            self.secret_index.last_seen(|held| {
+                for store in &self.policies {
+                    for policy in store.state() {
+                        if policy.spec.suspend || policy.metadata.deletion_timestamp.is_some() {
+                            continue;
+                        }
+                        secret.clear();
+                        secret.push_str(policy.metadata.namespace.as_deref().unwrap_or_default());
+                        secret.push('/');
+                        secret.push_str(&policy.spec.credentials_ref.name);
+                        if let Some(credential) = held(&secret) {
+                            count(
+                                credential,
+                                policy.spec.drift_check_interval.as_duration().max(floor),
+                            );
+                        }
+                    }
+                }
+            });
+        })
     }
 }

@@ -4,6 +4,7 @@
 mod cached;
 mod claims;
 mod context;
+mod demand;
 mod error;
 mod events;
 mod fair_share;

@@ -178,7 +178,7 @@ async fn run_pass(
     let demand = credentials.as_ref().map(|credentials| {
         if ctx.secret_index.record(secret, credentials) {
             // Who uses which credential changed: demands computed before are stale.
-            ctx.forget_demand();
+            ctx.demand_changed();
         }
         ctx.credential_demand(credentials)
     });

@@ -96,12 +96,18 @@ impl SecretIndex {
         }
     }
 
-    /// Whether `secret` was last seen holding `credentials` (however long ago:
-    /// for adding up demand, the last read is the best knowledge there is).
-    pub fn holds(&self, secret: &str, credentials: &Credentials) -> bool {
-        self.lock()
-            .get(secret)
-            .is_some_and(|seen| seen.credential == credentials.id())
+    /// Hands `walk` a lookup from a Secret to the credential it was last seen
+    /// holding (however long ago: for adding up demand, the last read is the
+    /// best knowledge there is), for many Secrets under one lock.
+    pub fn last_seen<R>(&self, walk: impl FnOnce(&dyn Fn(&str) -> Option<CredentialId>) -> R) -> R {
+        let seen = self.lock();
+        walk(&|secret| seen.get(secret).map(|s| s.credential))
+    }
+
+    /// Whether `secret` was last seen holding `credentials`.
+    #[cfg(test)]
+    fn holds(&self, secret: &str, credentials: &Credentials) -> bool {
+        self.last_seen(|held| held(secret) == Some(credentials.id()))
     }
 }
 
