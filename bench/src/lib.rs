@@ -39,6 +39,8 @@ pub struct BenchConfig {
     pub convergence_only: bool,
     /// The operator binary.
     pub operator: PathBuf,
+    /// A second operator run through the same stages in turn (`--peer`).
+    pub peer: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -56,6 +58,7 @@ impl BenchConfig {
             budget_window: Duration::from_secs(60),
             convergence_only: false,
             operator,
+            peer: None,
         }
     }
 
@@ -73,6 +76,7 @@ impl BenchConfig {
             budget_window: Duration::from_secs(15),
             convergence_only: false,
             operator,
+            peer: None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `keyrotor-bench [--smoke] [--operator PATH] [--out DIR] [--sizes N,..]
-//! [--convergence-only]`: runs the benchmark and writes `benchmark.md` and
+//! [--convergence-only] [--peer PATH]`: runs the benchmark and writes `benchmark.md` and
 //! `benchmark.json`. `KEYROTOR_BENCH_WRAP` runs the operator under a profiler
 //! and `KEYROTOR_BENCH_DUMP` writes each stage's logs (docs/benchmarks.md).
 
@@ -27,6 +27,10 @@ struct Args {
     /// state, unrelated Secrets or budget stage): the quick loop for profiling.
     #[arg(long)]
     convergence_only: bool,
+    /// A second operator binary (the same command line as keyrotor's), run
+    /// through every stage in turn with keyrotor; the report sets both side by side.
+    #[arg(long)]
+    peer: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -43,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
     if args.convergence_only {
         config.convergence_only = true;
     }
+    config.peer = args.peer;
     let report = run(&config).await?;
     std::fs::create_dir_all(&args.out)?;
     let markdown = report.markdown();

@@ -24,6 +24,35 @@ pub struct Convergence {
     pub cloudflare_requests_per_policy: f64,
     /// Kubernetes writes per policy (watch events of the policies).
     pub kubernetes_writes_per_policy: f64,
+    /// Operator CPU (user + system) from its start until all were Ready.
+    pub cpu_seconds: f64,
+    /// `cpu_seconds` per policy, in milliseconds.
+    pub cpu_ms_per_policy: f64,
+    /// From the operator's start to its first Cloudflare call.
+    pub startup_ms: f64,
+    /// Reconcile passes per policy, from the operator's /metrics.
+    pub passes: Passes,
+}
+
+/// Reconcile passes per policy until all were Ready.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Passes {
+    /// Passes that ended, per policy.
+    pub per_policy: f64,
+    /// Of those, passes put off (on a credential's budget, or until the
+    /// operator's own last write was seen) to be taken up again, per policy.
+    pub put_off_per_policy: f64,
+}
+
+/// The operator's own figures at the end of cold convergence.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvergenceCost {
+    /// CPU from its start.
+    pub cpu: Duration,
+    /// From its start to its first Cloudflare call.
+    pub startup: Duration,
+    /// Passes that ended, and passes put off, in total.
+    pub passes: (f64, f64),
 }
 
 impl Convergence {
@@ -34,6 +63,7 @@ impl Convergence {
         seconds: f64,
         requests: usize,
         writes: u64,
+        cost: ConvergenceCost,
         report: &Report,
     ) -> Self {
         let n = policies as f64;
@@ -51,6 +81,13 @@ impl Convergence {
             ratio: seconds / floor,
             cloudflare_requests_per_policy: requests as f64 / n,
             kubernetes_writes_per_policy: writes as f64 / n,
+            cpu_seconds: cost.cpu.as_secs_f64(),
+            cpu_ms_per_policy: cost.cpu.as_secs_f64() * 1e3 / n,
+            startup_ms: ms(cost.startup),
+            passes: Passes {
+                per_policy: cost.passes.0 / n,
+                put_off_per_policy: cost.passes.1 / n,
+            },
         }
     }
 }
@@ -115,6 +152,8 @@ pub struct Steady {
     pub gets_per_policy_per_check: f64,
     /// Operator CPU, seconds per hour.
     pub cpu_seconds_per_hour: f64,
+    /// Operator CPU per drift check (policies × checks in the window), ms.
+    pub cpu_ms_per_check: f64,
 }
 
 /// Peak memory.
@@ -147,6 +186,43 @@ pub struct Budget {
     pub policies_told_in_condition: usize,
 }
 
+/// What one operator did in every stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorRun {
+    /// `keyrotor`, or `peer` for `--peer`.
+    pub name: String,
+    /// Its binary.
+    pub binary: String,
+    /// Peak RSS with no policies, after a few seconds, MiB.
+    pub idle_rss_mib: Option<f64>,
+    /// Per N.
+    pub convergence: Vec<Convergence>,
+    /// Rotation latency.
+    pub rotation: Option<Rotation>,
+    /// Steady state.
+    pub steady: Option<Steady>,
+    /// Memory.
+    pub memory: Vec<Memory>,
+    /// Budget stage.
+    pub budget: Option<Budget>,
+}
+
+impl OperatorRun {
+    /// Nothing measured yet.
+    pub fn new(name: &str, binary: &std::path::Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            binary: binary.display().to_string(),
+            idle_rss_mib: None,
+            convergence: Vec::new(),
+            rotation: None,
+            steady: None,
+            memory: Vec::new(),
+            budget: None,
+        }
+    }
+}
+
 /// Everything.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -160,16 +236,8 @@ pub struct Report {
     pub budget_burst: u32,
     /// Simulator latency set.
     pub rtt_setting_ms: u128,
-    /// Per N.
-    pub convergence: Vec<Convergence>,
-    /// Rotation latency.
-    pub rotation: Option<Rotation>,
-    /// Steady state.
-    pub steady: Option<Steady>,
-    /// Memory.
-    pub memory: Vec<Memory>,
-    /// Budget stage.
-    pub budget: Option<Budget>,
+    /// keyrotor first, then the peer (`--peer`), stage by stage in turn.
+    pub runs: Vec<OperatorRun>,
     /// Wall time of the run.
     pub total_seconds: f64,
     /// `nproc` and memory of the machine.
@@ -189,23 +257,29 @@ impl Report {
             })
             .and_then(|kib| kib.parse::<u64>().ok())
             .map_or(0, |kib| kib / 1024 / 1024);
+        let mut runs = vec![OperatorRun::new("keyrotor", &config.operator)];
+        if let Some(peer) = &config.peer {
+            runs.push(OperatorRun::new("peer", peer));
+        }
         Self {
             floors,
             concurrency: config.concurrency,
             budget_rate_per_credential,
             budget_burst: 10,
             rtt_setting_ms: config.rtt.as_millis(),
-            convergence: Vec::new(),
-            rotation: None,
-            steady: None,
-            memory: Vec::new(),
-            budget: None,
+            runs,
             total_seconds: 0.0,
             machine: format!("{cores} cores, {mem} GiB"),
         }
     }
 
-    /// The markdown tables.
+    /// keyrotor's figures.
+    pub fn keyrotor(&self) -> &OperatorRun {
+        &self.runs[0]
+    }
+
+    /// The markdown tables: the side-by-side comparison when a peer ran,
+    /// then each operator's own tables.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let f = &self.floors;
@@ -221,28 +295,49 @@ impl Report {
             self.budget_rate_per_credential,
             self.total_seconds
         );
+        if let [ours, peer] = self.runs.as_slice() {
+            side_by_side(&mut out, ours, peer);
+        }
+        for run in &self.runs {
+            if self.runs.len() > 1 {
+                let _ = writeln!(out, "\n## {} ({})\n", run.name, run.binary);
+            }
+            self.run_tables(&mut out, run);
+        }
+        out
+    }
+
+    fn run_tables(&self, out: &mut String, run: &OperatorRun) {
+        if let Some(idle) = run.idle_rss_mib {
+            let _ = writeln!(out, "Idle (no policies) peak RSS: {idle:.1} MiB.\n");
+        }
         let _ = writeln!(
             out,
-            "### Cold convergence\n\n| N | credentials | seconds to all Ready | floor (s) | ratio | Cloudflare requests / policy | Kubernetes writes / policy |\n|---|---|---|---|---|---|---|"
+            "### Cold convergence\n\n| N | credentials | seconds to all Ready | floor (s) | ratio | Cloudflare requests / policy | Kubernetes writes / policy | CPU s | CPU ms / policy | passes / policy (put off) | start-up to first call (ms) |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        for c in &self.convergence {
+        for c in &run.convergence {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                "| {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.2} ({:.2}) | {:.0} |",
                 c.policies,
                 c.credentials,
                 c.seconds,
                 c.floor_seconds,
                 c.ratio,
                 c.cloudflare_requests_per_policy,
-                c.kubernetes_writes_per_policy
+                c.kubernetes_writes_per_policy,
+                c.cpu_seconds,
+                c.cpu_ms_per_policy,
+                c.passes.per_policy,
+                c.passes.put_off_per_policy,
+                c.startup_ms
             );
         }
-        out.push_str("\nFloor = max(N × 2 × RTT / concurrency, (N × 2 − credentials × burst) / (credentials × budget rate)): each policy needs one GET and one PUT, and each credential may start with a burst of 10.\n");
-        if let Some(r) = &self.rotation {
+        out.push_str("\nFloor = max(N × 2 × RTT / concurrency, (N × 2 − credentials × burst) / (credentials × budget rate)): each policy needs one GET and one PUT, and each credential may start with a burst of 10. Passes are the operator's own count of ended reconciles (`keyrotor_reconciles_total`, put off: reasons `BudgetDeferred` and `CacheBehind`; the peer: `controller_runtime_reconcile_total`, whose workers wait for the budget instead of putting a pass off).\n");
+        if let Some(r) = &run.rotation {
             let _ = writeln!(
                 out,
-                "\n### Rotation latency\n\n| requests | POSTs seen | p50 (ms) | p95 (ms) | p99 (ms) | floor (ms) | p99 − floor (ms) | protocol floor (ms) |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                "\n### Rotation latency\n\n| requests | POSTs seen | p50 (ms) | p95 (ms) | p99 (ms) | floor (ms) | p99 − floor (ms) | protocol floor (ms) | p99 − protocol floor (ms) |\n|---|---|---|---|---|---|---|---|---|\n| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
                 r.requests,
                 r.posts,
                 r.p50_ms,
@@ -250,37 +345,39 @@ impl Report {
                 r.p99_ms,
                 r.floor_ms,
                 r.p99_ms - r.floor_ms,
-                r.protocol_floor_ms
+                r.protocol_floor_ms,
+                r.p99_ms - r.protocol_floor_ms
             );
             out.push_str("\nFloor = one Cloudflare round trip + one watch delivery + two status writes (pending, handled). The protocol floor adds the GET that must precede the POST and the watch delivery back to the client.\n");
         }
-        if let Some(s) = &self.steady {
+        if let Some(s) = &run.steady {
             let _ = writeln!(
                 out,
-                "\n### Steady state\n\n| N | drift interval (s) | window (s) | Kubernetes writes (target 0) | GETs / policy / check (target 1) | operator CPU s / hour |\n|---|---|---|---|---|---|\n| {} | {:.0} | {:.0} | {} | {:.2} | {:.1} |",
+                "\n### Steady state\n\n| N | drift interval (s) | window (s) | Kubernetes writes (target 0) | GETs / policy / check (target 1) | operator CPU s / hour | CPU ms / drift check |\n|---|---|---|---|---|---|---|\n| {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {:.3} |",
                 s.policies,
                 s.interval_seconds,
                 s.window_seconds,
                 s.kubernetes_writes,
                 s.gets_per_policy_per_check,
-                s.cpu_seconds_per_hour
+                s.cpu_seconds_per_hour,
+                s.cpu_ms_per_check
             );
         }
         let _ = writeln!(
             out,
             "\n### Memory\n\n| N | unrelated Secrets | peak RSS (MiB) | target (MiB) |\n|---|---|---|---|"
         );
-        for m in &self.memory {
+        for m in &run.memory {
             let _ = writeln!(
                 out,
                 "| {} | {} | {:.1} | {} |",
                 m.policies,
                 m.unrelated_secrets,
                 m.peak_rss_mib,
-                if m.policies >= 10_000 { "64" } else { "-" }
+                if m.policies >= 10_000 { "40" } else { "-" }
             );
         }
-        if let Some(b) = &self.budget {
+        if let Some(b) = &run.budget {
             let _ = writeln!(
                 out,
                 "\n### All {} policies on one credential\n\n| window (s) | requests seen | most in any 10 s | allowed in 10 s | late-check metric | policies told in Ready |\n|---|---|---|---|---|---|\n| {:.0} | {} | {} | {:.0} | {:.0} | {} |",
@@ -293,7 +390,130 @@ impl Report {
                 b.policies_told_in_condition
             );
         }
-        out
+    }
+}
+
+/// One row of the comparison: both figures, keyrotor's over the peer's, and the target.
+fn row(out: &mut String, figure: &str, ours: Option<f64>, peer: Option<f64>, target: &str) {
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let ratio = match (ours, peer) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "| {figure} | {} | {} | {ratio} | {target} |",
+        cell(ours),
+        cell(peer)
+    );
+}
+
+/// The comparison table: the same stages, run in turn, on the same machine.
+fn side_by_side(out: &mut String, ours: &OperatorRun, peer: &OperatorRun) {
+    let _ = writeln!(
+        out,
+        "### Side by side: {} and {}\n\n| figure | {} | {} | ratio | target |\n|---|---|---|---|---|",
+        ours.name, peer.name, ours.name, peer.name
+    );
+    row(
+        out,
+        "peak RSS idle (MiB)",
+        ours.idle_rss_mib,
+        peer.idle_rss_mib,
+        "ratio ≤ 0.5",
+    );
+    let at =
+        |run: &OperatorRun, n: usize| run.convergence.iter().find(|c| c.policies == n).cloned();
+    for c in &ours.convergence {
+        let n = c.policies;
+        let p = at(peer, n);
+        let big = n >= 10_000;
+        row(
+            out,
+            &format!("N={n}: seconds to all Ready (floor {:.1})", c.floor_seconds),
+            Some(c.seconds),
+            p.as_ref().map(|p| p.seconds),
+            "≤ 1.2 × floor",
+        );
+        row(
+            out,
+            &format!("N={n}: CPU ms per converged policy"),
+            Some(c.cpu_ms_per_policy),
+            p.as_ref().map(|p| p.cpu_ms_per_policy),
+            if big { "ratio ≤ 0.5" } else { "-" },
+        );
+        row(
+            out,
+            &format!("N={n}: passes per policy"),
+            Some(c.passes.per_policy),
+            p.as_ref().map(|p| p.passes.per_policy),
+            "-",
+        );
+        row(
+            out,
+            &format!("N={n}: start-up to first Cloudflare call (ms)"),
+            Some(c.startup_ms),
+            p.as_ref().map(|p| p.startup_ms),
+            "< 100",
+        );
+    }
+    for m in &ours.memory {
+        let p = peer
+            .memory
+            .iter()
+            .find(|p| p.policies == m.policies && p.unrelated_secrets == m.unrelated_secrets);
+        let target = if m.policies >= 10_000 {
+            "ratio ≤ 0.5, < 40"
+        } else {
+            "ratio ≤ 0.5"
+        };
+        row(
+            out,
+            &format!(
+                "N={}, {} unrelated Secrets: peak RSS (MiB)",
+                m.policies, m.unrelated_secrets
+            ),
+            Some(m.peak_rss_mib),
+            p.map(|p| p.peak_rss_mib),
+            target,
+        );
+    }
+    if let Some(r) = &ours.rotation {
+        let p = peer.rotation.as_ref();
+        row(
+            out,
+            "rotation p50 (ms)",
+            Some(r.p50_ms),
+            p.map(|p| p.p50_ms),
+            "-",
+        );
+        row(
+            out,
+            &format!(
+                "rotation p99 (ms; protocol floor {:.0})",
+                r.protocol_floor_ms
+            ),
+            Some(r.p99_ms),
+            p.map(|p| p.p99_ms),
+            "≤ protocol floor + 25",
+        );
+    }
+    if let Some(s) = &ours.steady {
+        let p = peer.steady.as_ref();
+        row(
+            out,
+            &format!("steady, N={}: CPU s / hour", s.policies),
+            Some(s.cpu_seconds_per_hour),
+            p.map(|p| p.cpu_seconds_per_hour),
+            "-",
+        );
+        row(
+            out,
+            &format!("steady, N={}: CPU ms per drift check", s.policies),
+            Some(s.cpu_ms_per_check),
+            p.map(|p| p.cpu_ms_per_check),
+            "ratio ≤ 0.5",
+        );
     }
 }
 

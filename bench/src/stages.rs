@@ -3,6 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -23,7 +24,7 @@ use serde_json::json;
 use crate::{
     BenchConfig, floors,
     operator::OperatorProcess,
-    report::{Budget, Convergence, Memory, Report, Rotation, Steady},
+    report::{Budget, Convergence, ConvergenceCost, Memory, Report, Rotation, Steady},
     world::{World, is_ready},
 };
 
@@ -111,7 +112,8 @@ impl Drop for Observer {
     }
 }
 
-/// Runs everything in order.
+/// Runs everything in order: each stage for keyrotor, then for the peer
+/// (`--peer`), each on policies of its own.
 pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
     let world = World::start(config.rtt).await?;
@@ -119,111 +121,40 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
     eprintln!("bench: floors {floors:?}");
     let budget_rate = 600.0 / 300.0; // the operator's default budget per credential
     let mut report = Report::new(config, floors, budget_rate);
-    let rotation_size = config
-        .sizes
-        .iter()
-        .copied()
-        .filter(|n| *n <= 1_000)
-        .max()
-        .unwrap_or(config.sizes[0]);
+    let binaries: Vec<PathBuf> = std::iter::once(config.operator.clone())
+        .chain(config.peer.clone())
+        .collect();
     let largest = config.sizes.iter().copied().max().unwrap_or(0);
 
+    if !config.convergence_only {
+        for (run, binary) in binaries.iter().enumerate() {
+            report.runs[run].idle_rss_mib = Some(idle(&world, config, binary).await?);
+        }
+    }
     for &n in &config.sizes {
-        let stage = n;
-        let interval = if n == rotation_size && !config.convergence_only {
-            config.steady_interval
-        } else {
-            Duration::from_secs(600)
-        };
-        let credentials = config.credentials.min(n).max(1);
-        eprintln!("bench: stage N={n}: creating {n} policies over {credentials} credentials");
-        let namespace = world.create_stage(stage, n, credentials, interval).await?;
-        let observer = Observer::start(&world, &namespace).await;
-        let mut operator = start_operator(&world, config, stage, "cold")?;
-        let start = Instant::now();
-        loop {
-            if observer.ready_count() == n {
-                break;
-            }
-            anyhow::ensure!(operator.alive(), "the operator exited:\n{}", operator.log());
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_secs(1800),
-                "N={n} did not converge in 30 min"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut namespaces = Vec::new();
+        for (run, binary) in binaries.iter().enumerate() {
+            // Stages of their own: the accounts and policies of one operator
+            // are never the other's.
+            let stage = n * 10 + run;
+            namespaces.push(size_stage(&world, config, &mut report, run, binary, n, stage).await?);
         }
-        let seconds = start.elapsed().as_secs_f64();
-        let listed = world.policies(&namespace).await?;
-        anyhow::ensure!(
-            listed.iter().filter(|p| is_ready(p)).count() == n,
-            "the watch saw every policy Ready, a list does not"
-        );
-        let requests = world
-            .sim
-            .simulator()
-            .requests()
-            .iter()
-            .filter(|r| {
-                r.account_id
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(&format!("{stage:08x}")))
-            })
-            .count();
-        report.convergence.push(Convergence::new(
-            n,
-            credentials,
-            seconds,
-            requests,
-            observer.writes(),
-            &report,
-        ));
-        eprintln!("bench: N={n} converged in {seconds:.1} s");
-        // For profiling: the simulator's request log (time, credential, method,
-        // status) and the operator's log of this stage.
-        if let Ok(path) = std::env::var("KEYROTOR_BENCH_DUMP") {
-            let lines: Vec<String> = world
-                .sim
-                .simulator()
-                .requests()
-                .iter()
-                .map(|r| format!("{} {} {} {}", r.time, r.credential, r.method, r.status))
-                .collect();
-            std::fs::write(format!("{path}-{n}.txt"), lines.join("\n"))?;
-            std::fs::write(format!("{path}-{n}.log"), operator.log())?;
-        }
-
-        if n == rotation_size && !config.convergence_only {
-            report.rotation =
-                Some(rotations(&world, &namespace, &observer, config, &report).await?);
-            report.steady =
-                Some(steady(&world, &namespace, &observer, &operator, n, config, stage).await?);
-        }
-        report.memory.push(Memory {
-            policies: n,
-            unrelated_secrets: 0,
-            peak_rss_mib: operator.peak_rss_kib() as f64 / 1024.0,
-        });
-
         if n == largest && config.noise_secrets > 0 && !config.convergence_only {
-            // Same policies, a fresh operator, and many Secrets it must ignore.
-            drop(operator);
             eprintln!("bench: creating {} unrelated Secrets", config.noise_secrets);
             world.create_noise(config.noise_secrets).await?;
-            let mut noisy = start_operator(&world, config, stage, "noise")?;
-            // Long enough to list everything and re-check every policy once.
-            let settle = Duration::from_secs_f64(
-                (n as f64 / (credentials as f64 * budget_rate)).clamp(5.0, 120.0),
-            );
-            tokio::time::sleep(settle).await;
-            anyhow::ensure!(noisy.alive(), "the operator exited:\n{}", noisy.log());
-            report.memory.push(Memory {
-                policies: n,
-                unrelated_secrets: config.noise_secrets,
-                peak_rss_mib: noisy.peak_rss_kib() as f64 / 1024.0,
-            });
-            if !config.budget_window.is_zero() {
-                report.budget =
-                    Some(budget(&world, &namespace, &noisy, n, credentials, stage, config).await?);
+            for (run, binary) in binaries.iter().enumerate() {
+                let stage = n * 10 + run;
+                noise_stage(
+                    &world,
+                    config,
+                    &mut report,
+                    run,
+                    binary,
+                    n,
+                    stage,
+                    &namespaces[run],
+                )
+                .await?;
             }
         }
     }
@@ -231,15 +162,191 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The operator for one stage, logging into the control plane's directory.
+/// Peak RSS of an operator that has no policies, a few seconds after its start.
+async fn idle(world: &World, config: &BenchConfig, binary: &Path) -> anyhow::Result<f64> {
+    // Stage 0 has no policies (stages are N × 10 + run).
+    let mut operator = start_operator(world, config, binary, 0, "idle")?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    anyhow::ensure!(operator.alive(), "the operator exited:\n{}", operator.log());
+    Ok(operator.peak_rss_kib() as f64 / 1024.0)
+}
+
+/// Cold convergence of `n` policies, then (at the rotation size) rotation
+/// latency and steady state; the operator's memory at the end. Returns the
+/// stage's namespace.
+async fn size_stage(
+    world: &World,
+    config: &BenchConfig,
+    report: &mut Report,
+    run: usize,
+    binary: &Path,
+    n: usize,
+    stage: usize,
+) -> anyhow::Result<String> {
+    let rotation_size = config
+        .sizes
+        .iter()
+        .copied()
+        .filter(|n| *n <= 1_000)
+        .max()
+        .unwrap_or(config.sizes[0]);
+    let measured = n == rotation_size && !config.convergence_only;
+    let interval = if measured {
+        config.steady_interval
+    } else {
+        Duration::from_secs(600)
+    };
+    let name = report.runs[run].name.clone();
+    let credentials = config.credentials.min(n).max(1);
+    eprintln!("bench: {name} N={n}: creating {n} policies over {credentials} credentials");
+    let namespace = world.create_stage(stage, n, credentials, interval).await?;
+    let observer = Observer::start(world, &namespace).await;
+    let spawned = jiff::Timestamp::now();
+    let mut operator = start_operator(world, config, binary, stage, "cold")?;
+    let start = Instant::now();
+    loop {
+        if observer.ready_count() == n {
+            break;
+        }
+        anyhow::ensure!(operator.alive(), "the operator exited:\n{}", operator.log());
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(1800),
+            "N={n} did not converge in 30 min"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = operator.cpu();
+    let passes = passes(&operator).await;
+    let listed = world.policies(&namespace).await?;
+    anyhow::ensure!(
+        listed.iter().filter(|p| is_ready(p)).count() == n,
+        "the watch saw every policy Ready, a list does not"
+    );
+    let prefix = format!("{stage:08x}");
+    let requests = world.sim.simulator().requests();
+    let ours = requests.iter().filter(|r| {
+        r.account_id
+            .as_deref()
+            .is_some_and(|a| a.starts_with(&prefix))
+    });
+    let first_call = ours.clone().map(|r| r.time).min().unwrap_or(spawned);
+    let cost = ConvergenceCost {
+        cpu,
+        startup: first_call.duration_since(spawned).unsigned_abs(),
+        passes,
+    };
+    let convergence = Convergence::new(
+        n,
+        credentials,
+        seconds,
+        ours.count(),
+        observer.writes(),
+        cost,
+        report,
+    );
+    report.runs[run].convergence.push(convergence);
+    eprintln!("bench: {name} N={n} converged in {seconds:.1} s");
+    // For profiling: the simulator's request log (time, credential, method,
+    // status) and the operator's log of this stage.
+    if let Ok(path) = std::env::var("KEYROTOR_BENCH_DUMP") {
+        let lines: Vec<String> = requests
+            .iter()
+            .map(|r| format!("{} {} {} {}", r.time, r.credential, r.method, r.status))
+            .collect();
+        std::fs::write(format!("{path}-{name}-{n}.txt"), lines.join("\n"))?;
+        std::fs::write(format!("{path}-{name}-{n}.log"), operator.log())?;
+    }
+
+    if measured {
+        let rotation = rotations(world, &namespace, &observer, config, report).await?;
+        report.runs[run].rotation = Some(rotation);
+        report.runs[run].steady =
+            Some(steady(world, &observer, &operator, n, config, stage).await?);
+    }
+    report.runs[run].memory.push(Memory {
+        policies: n,
+        unrelated_secrets: 0,
+        peak_rss_mib: operator.peak_rss_kib() as f64 / 1024.0,
+    });
+    Ok(namespace)
+}
+
+/// The same policies, a fresh operator, and many Secrets it must ignore; then
+/// all policies on one credential.
+#[allow(clippy::too_many_arguments)]
+async fn noise_stage(
+    world: &World,
+    config: &BenchConfig,
+    report: &mut Report,
+    run: usize,
+    binary: &Path,
+    n: usize,
+    stage: usize,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    let budget_rate = report.budget_rate_per_credential;
+    let credentials = config.credentials.min(n).max(1);
+    let mut noisy = start_operator(world, config, binary, stage, "noise")?;
+    // Long enough to list everything and re-check every policy once.
+    let settle =
+        Duration::from_secs_f64((n as f64 / (credentials as f64 * budget_rate)).clamp(5.0, 120.0));
+    tokio::time::sleep(settle).await;
+    anyhow::ensure!(noisy.alive(), "the operator exited:\n{}", noisy.log());
+    report.runs[run].memory.push(Memory {
+        policies: n,
+        unrelated_secrets: config.noise_secrets,
+        peak_rss_mib: noisy.peak_rss_kib() as f64 / 1024.0,
+    });
+    if !config.budget_window.is_zero() {
+        report.runs[run].budget =
+            Some(budget(world, namespace, &noisy, n, credentials, stage, config).await?);
+    }
+    Ok(())
+}
+
+/// Reconcile passes ended and put off so far, from the operator's /metrics:
+/// keyrotor's `keyrotor_reconciles_total` (put off: `BudgetDeferred`,
+/// `CacheBehind`), or controller-runtime's `controller_runtime_reconcile_total`.
+async fn passes(operator: &OperatorProcess) -> (f64, f64) {
+    let metrics = match operator.metrics_url() {
+        Some(url) => fetch(&url).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut ended = 0.0;
+    let mut put_off = 0.0;
+    for line in metrics.lines() {
+        let counted = line.starts_with("keyrotor_reconciles_total{")
+            || line.starts_with("controller_runtime_reconcile_total{");
+        let Some(value) = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|_| counted)
+        else {
+            continue;
+        };
+        ended += value;
+        if line.contains("reason=\"BudgetDeferred\"") || line.contains("reason=\"CacheBehind\"") {
+            put_off += value;
+        }
+    }
+    (ended, put_off)
+}
+
+/// An operator for one stage, logging into the control plane's directory.
 fn start_operator(
     world: &World,
     config: &BenchConfig,
+    binary: &Path,
     stage: usize,
     label: &str,
 ) -> anyhow::Result<OperatorProcess> {
+    let name = binary
+        .file_name()
+        .map_or("operator".into(), |f| f.to_string_lossy());
     OperatorProcess::start(
-        &config.operator,
+        binary,
         world.plane.kubeconfig_path(),
         &world.sim.base_url(),
         stage,
@@ -247,7 +354,7 @@ fn start_operator(
         world
             .plane
             .dir()
-            .join(format!("operator-{stage}-{label}.log")),
+            .join(format!("{name}-{stage}-{label}.log")),
     )
 }
 
@@ -300,7 +407,6 @@ async fn rotations(
 
 async fn steady(
     world: &World,
-    namespace: &str,
     observer: &Observer,
     operator: &OperatorProcess,
     n: usize,
@@ -309,7 +415,6 @@ async fn steady(
 ) -> anyhow::Result<Steady> {
     // Let the rotations' follow-up checks pass first.
     tokio::time::sleep(config.steady_interval * 2).await;
-    let _ = namespace;
     let prefix = format!("{stage:08x}");
     let count_gets = || {
         world
@@ -342,6 +447,7 @@ async fn steady(
         kubernetes_writes: observer.writes() - writes0,
         gets_per_policy_per_check: (count_gets() - gets0) as f64 / (n as f64 * checks),
         cpu_seconds_per_hour: cpu.as_secs_f64() * 3600.0 / elapsed.as_secs_f64(),
+        cpu_ms_per_check: cpu.as_secs_f64() * 1e3 / (n as f64 * checks),
     })
 }
 

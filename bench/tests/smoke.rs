@@ -36,21 +36,37 @@ async fn the_benchmark_smoke_run_completes_and_meets_its_behavioural_targets() {
         .expect("the smoke benchmark runs");
     println!("{}", report.markdown());
 
-    let convergence = &report.convergence[0];
+    let keyrotor = report.keyrotor();
+    let convergence = &keyrotor.convergence[0];
     assert_eq!(convergence.policies, 50);
     assert!(
         convergence.cloudflare_requests_per_policy >= 2.0,
         "every policy needs a GET and a PUT"
     );
+    assert!(convergence.cpu_seconds > 0.0, "the operator's CPU is read");
+    assert!(
+        convergence.passes.per_policy >= 1.0,
+        "every policy's pass is counted, got {:?}",
+        convergence.passes
+    );
+    assert!(
+        convergence.passes.put_off_per_policy < convergence.passes.per_policy,
+        "passes put off are a part of all passes"
+    );
+    assert!(
+        convergence.startup_ms > 0.0 && convergence.startup_ms < convergence.seconds * 1e3,
+        "start-up is measured up to the first Cloudflare call, got {} ms",
+        convergence.startup_ms
+    );
 
-    let rotation = report.rotation.as_ref().expect("rotation stage ran");
+    let rotation = keyrotor.rotation.as_ref().expect("rotation stage ran");
     assert_eq!(rotation.requests, config.rotations);
     assert_eq!(
         rotation.posts, config.rotations,
         "exactly one POST per rotate request"
     );
 
-    let steady = report.steady.as_ref().expect("steady stage ran");
+    let steady = keyrotor.steady.as_ref().expect("steady stage ran");
     assert_eq!(
         steady.kubernetes_writes, 0,
         "no Kubernetes writes in steady state"
@@ -61,7 +77,7 @@ async fn the_benchmark_smoke_run_completes_and_meets_its_behavioural_targets() {
         steady.gets_per_policy_per_check
     );
 
-    let budget = report.budget.as_ref().expect("budget stage ran");
+    let budget = keyrotor.budget.as_ref().expect("budget stage ran");
     assert!(budget.requests > 0);
     assert!(
         budget.max_requests_in_10s as f64 <= budget.allowed_in_10s,
@@ -79,5 +95,7 @@ async fn the_benchmark_smoke_run_completes_and_meets_its_behavioural_targets() {
         budget.policies_told_in_condition > 0,
         "no Ready message says checks run late"
     );
-    assert!(report.memory.iter().all(|m| m.peak_rss_mib > 1.0));
+    assert!(steady.cpu_ms_per_check > 0.0);
+    assert!(keyrotor.memory.iter().all(|m| m.peak_rss_mib > 1.0));
+    assert!(keyrotor.idle_rss_mib.is_some_and(|rss| rss > 1.0));
 }
