@@ -298,9 +298,10 @@ async fn noise_stage(
         unrelated_secrets: config.noise_secrets,
         peak_rss_mib: noisy.peak_rss_kib() as f64 / 1024.0,
     });
+    drop(noisy);
     if !config.budget_window.is_zero() {
         report.runs[run].budget =
-            Some(budget(world, namespace, &noisy, n, credentials, stage, config).await?);
+            Some(budget(world, namespace, binary, n, credentials, stage, config).await?);
     }
     Ok(())
 }
@@ -451,10 +452,13 @@ async fn steady(
     })
 }
 
+/// Points every Secret of the stage at one token, then starts an operator
+/// (which checks every policy once on its start, now all on that credential)
+/// and watches the credential's requests and what the operator says.
 async fn budget(
     world: &World,
     namespace: &str,
-    operator: &OperatorProcess,
+    binary: &Path,
     n: usize,
     credentials: usize,
     stage: usize,
@@ -475,8 +479,10 @@ async fn budget(
             )
             .await?;
     }
-    // Policies the operator reconciles after the Secret change also move to the
-    // 10 minute interval the budget is judged against.
+    // A running operator would only find out at each policy's next check (10
+    // minutes at N = 10,000); a fresh one checks every policy at once, all of
+    // them against the one credential's budget.
+    let operator = start_operator(world, config, binary, stage, "budget")?;
     tokio::time::sleep(config.budget_window).await;
     let times: Vec<jiff::Timestamp> = world
         .sim
