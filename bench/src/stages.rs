@@ -132,34 +132,53 @@ pub async fn run_all(config: &BenchConfig) -> anyhow::Result<Report> {
         }
     }
     for &n in &config.sizes {
+        let turns: Vec<Turn> = binaries
+            .iter()
+            .enumerate()
+            .map(|(run, binary)| Turn::new(run, binary, n))
+            .collect();
         let mut namespaces = Vec::new();
-        for (run, binary) in binaries.iter().enumerate() {
-            // Stages of their own: the accounts and policies of one operator
-            // are never the other's.
-            let stage = n * 10 + run;
-            namespaces.push(size_stage(&world, config, &mut report, run, binary, n, stage).await?);
+        for turn in &turns {
+            namespaces.push(size_stage(&world, config, &mut report, turn).await?);
         }
         if n == largest && config.noise_secrets > 0 && !config.convergence_only {
             eprintln!("bench: creating {} unrelated Secrets", config.noise_secrets);
             world.create_noise(config.noise_secrets).await?;
-            for (run, binary) in binaries.iter().enumerate() {
-                let stage = n * 10 + run;
-                noise_stage(
-                    &world,
-                    config,
-                    &mut report,
-                    run,
-                    binary,
-                    n,
-                    stage,
-                    &namespaces[run],
-                )
-                .await?;
+            for (turn, namespace) in turns.iter().zip(&namespaces) {
+                noise_stage(&world, config, &mut report, turn, namespace).await?;
             }
         }
     }
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// One operator's turn at one size.
+struct Turn<'a> {
+    /// Index into the report's runs (keyrotor first).
+    run: usize,
+    binary: &'a Path,
+    /// Policies.
+    n: usize,
+    /// Its stage: accounts, policies and label of its own, never another
+    /// operator's (N × 10 + run; stage 0 has no policies).
+    stage: usize,
+}
+
+impl<'a> Turn<'a> {
+    fn new(run: usize, binary: &'a Path, n: usize) -> Self {
+        Self {
+            run,
+            binary,
+            n,
+            stage: n * 10 + run,
+        }
+    }
+
+    /// The credentials the stage's policies are spread over.
+    fn credentials(&self, config: &BenchConfig) -> usize {
+        config.credentials.min(self.n).max(1)
+    }
 }
 
 /// Peak RSS of an operator that has no policies, a few seconds after its start.
@@ -178,11 +197,14 @@ async fn size_stage(
     world: &World,
     config: &BenchConfig,
     report: &mut Report,
-    run: usize,
-    binary: &Path,
-    n: usize,
-    stage: usize,
+    turn: &Turn<'_>,
 ) -> anyhow::Result<String> {
+    let &Turn {
+        run,
+        binary,
+        n,
+        stage,
+    } = turn;
     let rotation_size = config
         .sizes
         .iter()
@@ -197,7 +219,7 @@ async fn size_stage(
         Duration::from_secs(600)
     };
     let name = report.runs[run].name.clone();
-    let credentials = config.credentials.min(n).max(1);
+    let credentials = turn.credentials(config);
     eprintln!("bench: {name} N={n}: creating {n} policies over {credentials} credentials");
     let namespace = world.create_stage(stage, n, credentials, interval).await?;
     let observer = Observer::start(world, &namespace).await;
@@ -274,19 +296,21 @@ async fn size_stage(
 
 /// The same policies, a fresh operator, and many Secrets it must ignore; then
 /// all policies on one credential.
-#[allow(clippy::too_many_arguments)]
 async fn noise_stage(
     world: &World,
     config: &BenchConfig,
     report: &mut Report,
-    run: usize,
-    binary: &Path,
-    n: usize,
-    stage: usize,
+    turn: &Turn<'_>,
     namespace: &str,
 ) -> anyhow::Result<()> {
+    let &Turn {
+        run,
+        binary,
+        n,
+        stage,
+    } = turn;
     let budget_rate = report.budget_rate_per_credential;
-    let credentials = config.credentials.min(n).max(1);
+    let credentials = turn.credentials(config);
     let mut noisy = start_operator(world, config, binary, stage, "noise")?;
     // Long enough to list everything and re-check every policy once.
     let settle =

@@ -42,25 +42,18 @@ struct Table {
     walking: bool,
 }
 
-/// What a pass does with the table.
-enum Lookup {
-    Found(Demand),
-    Walk,
-}
-
 impl Table {
-    fn lookup(&self, id: CredentialId, capacity_per_second: f64, now: Instant) -> Lookup {
-        let Some((at, demands)) = &self.computed else {
-            return Lookup::Walk;
-        };
+    /// The demand on `id` from this table, or `None` when it is time to walk.
+    fn lookup(&self, id: CredentialId, capacity_per_second: f64, now: Instant) -> Option<Demand> {
+        let (at, demands) = self.computed.as_ref()?;
         let found = demands.get(&id).copied();
         let age = now.saturating_duration_since(*at);
         let behind = self.changes != self.changes_walked || found.is_none();
         let outdated = age >= DEMAND_TTL || (behind && age >= DEMAND_REFRESH);
         if outdated && !self.walking {
-            return Lookup::Walk;
+            return None;
         }
-        Lookup::Found(found.unwrap_or_else(|| Demand::none(capacity_per_second)))
+        Some(found.unwrap_or_else(|| Demand::none(capacity_per_second)))
     }
 }
 
@@ -86,7 +79,7 @@ impl CredentialDemands {
         let (started, changes) = {
             let mut table = self.lock();
             let now = Instant::now();
-            if let Lookup::Found(demand) = table.lookup(id, capacity_per_second, now) {
+            if let Some(demand) = table.lookup(id, capacity_per_second, now) {
                 return demand;
             }
             table.walking = true;
