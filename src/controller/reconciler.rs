@@ -350,10 +350,34 @@ pub(super) async fn publish_events(
     }
 }
 
-/// ±10 % so that many policies created together do not check in lockstep.
+/// ±10 % so that many policies created together do not check in lockstep,
+/// then on to the next tick (see [`on_tick`]).
 fn jittered(interval: Duration) -> Duration {
-    interval
-        .mul_f64(rand::rng().random_range(1.0 - decide::CHECK_JITTER..=1.0 + decide::CHECK_JITTER))
+    let delay = interval
+        .mul_f64(rand::rng().random_range(1.0 - decide::CHECK_JITTER..=1.0 + decide::CHECK_JITTER));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    on_tick(delay, now, interval)
+}
+
+/// The tick drift checks are due on: a hundredth of their interval, within
+/// 10 ms and 1 s.
+fn check_tick(interval: Duration) -> Duration {
+    (interval / 100).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// `delay` from `now` (time since a fixed origin), lengthened to end on a
+/// multiple of the interval's [`check_tick`]. With many policies, the checks
+/// due in one tick start on one wake-up of the operator's thread, and their
+/// answers tend to come back together; each on its own time cost the thread
+/// a sleep and a wake-up per step, most of a drift check's CPU on a virtual
+/// machine (docs/benchmarks.md). The jitter is 20 ticks wide, so checks still spread.
+fn on_tick(delay: Duration, now: Duration, interval: Duration) -> Duration {
+    let tick = check_tick(interval).as_nanos();
+    let due = now.as_nanos().saturating_add(delay.as_nanos());
+    let short = (tick - due % tick) % tick;
+    delay.saturating_add(Duration::from_nanos(u64::try_from(short).unwrap_or(0)))
 }
 
 /// Requeue after a Kubernetes failure.
@@ -374,6 +398,42 @@ pub fn error_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_checks_end_on_their_intervals_tick() {
+        let twenty = Duration::from_secs(20);
+        assert_eq!(check_tick(twenty), Duration::from_millis(200));
+        assert_eq!(
+            check_tick(Duration::from_secs(1)),
+            Duration::from_millis(10)
+        );
+        assert_eq!(
+            check_tick(Duration::from_secs(3600)),
+            Duration::from_secs(1)
+        );
+        let now = Duration::from_millis(1_000_070);
+        // Due at 1,020,070 ms: on to 1,020,200.
+        let delay = on_tick(twenty, now, twenty);
+        assert_eq!(delay, Duration::from_millis(20_130));
+        // Already on a tick: unchanged.
+        assert_eq!(on_tick(delay, now, twenty), delay);
+        // Two checks due within one tick share it; the next tick is another.
+        let a = now + on_tick(Duration::from_millis(19_931), now, twenty);
+        let b = now + on_tick(Duration::from_millis(20_099), now, twenty);
+        let c = now + on_tick(Duration::from_millis(20_131), now, twenty);
+        assert_eq!(a, Duration::from_millis(1_020_200));
+        assert_eq!(a, b);
+        assert_eq!(c, Duration::from_millis(1_020_400));
+        // Never shorter, and at most one tick longer, than asked.
+        for ms in [0_u64, 1, 199, 200, 12_345, 22_000] {
+            let asked = Duration::from_millis(ms);
+            let got = on_tick(asked, now, twenty);
+            assert!(
+                got >= asked && got < asked + check_tick(twenty),
+                "{ms}: {got:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_planned_rotation_reason_label_is_the_status_spelling() {
