@@ -41,7 +41,13 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
-/// Measures the floors with 21 samples each.
+/// Samples of each floor.
+const SAMPLES: usize = 21;
+/// Status writes made and left out before the samples: the first writes of a
+/// resource after the API server's start are slower.
+const WARM_UP: usize = 5;
+
+/// Measures the floors with [`SAMPLES`] samples each.
 pub async fn measure(world: &World) -> anyhow::Result<Floors> {
     let sim = world.sim.simulator();
     sim.upsert_credential(CredentialSeed::token("floor", "floor-token"));
@@ -55,7 +61,7 @@ pub async fn measure(world: &World) -> anyhow::Result<Floors> {
     )?;
     let token = Credentials::api_token("floor-token");
     let mut rtts = Vec::new();
-    for _ in 0..21 {
+    for _ in 0..SAMPLES {
         let start = Instant::now();
         client
             .get_config(&token, "ffffffff000000000000000000000000")
@@ -96,8 +102,7 @@ pub async fn measure(world: &World) -> anyhow::Result<Floors> {
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut writes, mut deliveries) = (Vec::new(), Vec::new());
-    // The first writes of a resource after the API server's start are slower: 5 unrecorded.
-    for n in 0..26 {
+    for n in 0..WARM_UP + SAMPLES {
         let value = format!("floor-{n}");
         let start = Instant::now();
         policies
@@ -110,7 +115,7 @@ pub async fn measure(world: &World) -> anyhow::Result<Floors> {
         let answered = Instant::now();
         while let Some((seen, at)) = seen_rx.recv().await {
             if seen == value {
-                if n >= 5 {
+                if n >= WARM_UP {
                     writes.push(answered - start);
                     deliveries.push(at.saturating_duration_since(start));
                 }
