@@ -239,7 +239,7 @@ async fn size_stage(
     }
     let seconds = start.elapsed().as_secs_f64();
     let cpu = operator.cpu();
-    let passes = passes(&operator).await;
+    let passes = passes_settled(&operator, n).await;
     let listed = world.policies(&namespace).await?;
     anyhow::ensure!(
         listed.iter().filter(|p| is_ready(p)).count() == n,
@@ -328,6 +328,20 @@ async fn noise_stage(
             Some(budget(world, namespace, binary, n, credentials, stage, config).await?);
     }
     Ok(())
+}
+
+/// The passes of a converged stage. The last policies' statuses reach the
+/// watch before their passes end and are counted, so this reads until every
+/// policy's pass is counted, for at most two seconds.
+async fn passes_settled(operator: &OperatorProcess, n: usize) -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let counted = passes(operator).await;
+        if counted.0 >= n as f64 || Instant::now() >= deadline {
+            return counted;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Reconcile passes ended and put off so far, from the operator's /metrics:
