@@ -96,8 +96,15 @@ impl World {
                 Self::token(stage, c),
             ));
         }
+        // Last rotated a day ago, as a real account would be: an account
+        // rotated within the second makes a rotate request wait for the next
+        // second (the witness needs a later timestamp), which the rotation
+        // stage would measure instead of the rotation itself.
+        let last_rotation = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
         for i in 0..n {
-            sim.upsert_account(AccountSeed::new(Self::account_id(stage, i)).with_interval(42));
+            let mut account = AccountSeed::new(Self::account_id(stage, i)).with_interval(42);
+            account.last_key_rotation_at = Some(last_rotation);
+            sim.upsert_account(account);
         }
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
         for_each_parallel(0..credentials, |c| {
