@@ -2,6 +2,7 @@
 //! Labels never carry a credential: only operations, status codes, reasons and
 //! policy coordinates.
 
+mod gzip;
 mod policy;
 mod process;
 mod work_queue;
@@ -30,6 +31,17 @@ use prometheus_client::{
 use work_queue::WorkQueue;
 
 use crate::cloudflare::{Operation, RequestObserver};
+
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A collector failed to encode its samples.
+    #[error("encoding the metrics text failed")]
+    Encode(#[source] std::fmt::Error),
+    /// The gzip compressor failed.
+    #[error("compressing the metrics text failed: {0}")]
+    Compress(#[source] std::io::Error),
+}
 
 /// Labels of reconcile counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,6 +100,8 @@ pub struct Metrics {
     fair_share_deferrals: Counter,
     /// Length of the last rendered text, to size the next one.
     last_render: AtomicUsize,
+    /// The last gzipped text's size, for the same reason.
+    last_gzip: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -198,6 +212,7 @@ impl Metrics {
             budget_deferrals,
             fair_share_deferrals,
             last_render: AtomicUsize::new(0),
+            last_gzip: AtomicUsize::new(0),
         }
     }
 
@@ -226,6 +241,19 @@ impl Metrics {
         encode(&mut text, &self.registry)?;
         self.last_render.store(text.len(), Ordering::Relaxed);
         Ok(text)
+    }
+
+    /// The text exposition format, gzipped while it is encoded (see
+    /// [`gzip`]): the uncompressed text is never whole in memory.
+    pub fn render_gzip(&self) -> Result<Vec<u8>, RenderError> {
+        let last = self.last_gzip.load(Ordering::Relaxed);
+        let mut out = gzip::GzipText::new(last + last / 16);
+        let encoded = encode(&mut out, &self.registry);
+        // The compressor's own error says more than the encoder's `fmt::Error`.
+        let compressed = out.finish().map_err(RenderError::Compress)?;
+        encoded.map_err(RenderError::Encode)?;
+        self.last_gzip.store(compressed.len(), Ordering::Relaxed);
+        Ok(compressed)
     }
 
     /// Counts one reconcile.

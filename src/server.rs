@@ -15,7 +15,7 @@ use std::{
 use axum::{
     Router,
     extract::{Request, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -113,16 +113,70 @@ async fn require_reader(
     }
 }
 
-async fn metrics(State(probes): State<Probes>) -> impl IntoResponse {
+/// The text exposition format, gzipped when the scraper takes it (Prometheus
+/// always does): compressed while encoded, the full text is never in memory.
+async fn metrics(State(probes): State<Probes>, headers: HeaderMap) -> Response {
+    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+    if accepts_gzip(&headers) {
+        return match probes.metrics.render_gzip() {
+            Ok(body) => (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, TEXT),
+                    (header::CONTENT_ENCODING, "gzip"),
+                    (header::VARY, "accept-encoding"),
+                ],
+                body,
+            )
+                .into_response(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot render /metrics");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        };
+    }
     match probes.metrics.render() {
         Ok(text) => (
             StatusCode::OK,
-            [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, TEXT),
+                (header::VARY, "accept-encoding"),
+            ],
             text,
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// Whether `Accept-Encoding` takes gzip: listed without `q=0`, or not
+/// listed and `*` is. Parsed here because neither `http` nor axum parses
+/// this header, and a compression layer would compress the finished text,
+/// which is what [`Metrics::render_gzip`] exists to avoid holding.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut wildcard = false;
+    for item in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let taken = !parts.any(|param| {
+            param
+                .strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if coding.eq_ignore_ascii_case("gzip") {
+            return taken;
+        }
+        if coding == "*" {
+            wildcard = taken;
+        }
+    }
+    wildcard
 }
 
 async fn readyz(State(probes): State<Probes>) -> impl IntoResponse {
@@ -217,5 +271,93 @@ async fn serve_tls(
                 tracing::debug!(error = %err, "metrics connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use axum::body::{Body, to_bytes};
+    use flate2::read::GzDecoder;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn scrape(accept_encoding: Option<&str>) -> Response {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_leader(true);
+        metrics.queued("ns", "p");
+        let mut request = Request::get(METRICS_PATH);
+        if let Some(value) = accept_encoding {
+            request = request.header(header::ACCEPT_ENCODING, value);
+        }
+        Probes::new(metrics)
+            .router(None)
+            .oneshot(request.body(Body::empty()).expect("a request"))
+            .await
+            .expect("the router answers")
+    }
+
+    async fn body(response: Response) -> Vec<u8> {
+        to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body")
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_for_a_scraper_that_takes_gzip() {
+        let response = scrape(Some("gzip, deflate")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        let mut text = String::new();
+        GzDecoder::new(body(response).await.as_slice())
+            .read_to_string(&mut text)
+            .expect("a gzip body");
+        assert!(text.contains("keyrotor_workqueue_depth 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_plain_text_unless_gzip_is_taken() {
+        for accept_encoding in [None, Some("identity"), Some("gzip;q=0, br"), Some("*;q=0")] {
+            let response = scrape(accept_encoding).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert!(
+                !response.headers().contains_key(header::CONTENT_ENCODING),
+                "{accept_encoding:?}"
+            );
+            let text = String::from_utf8(body(response).await).expect("text");
+            assert!(
+                text.contains("keyrotor_workqueue_depth 1"),
+                "{accept_encoding:?}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_encoding_is_read_as_a_list_with_weights() {
+        let takes = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::ACCEPT_ENCODING,
+                    value.parse().expect("a header value"),
+                );
+            }
+            accepts_gzip(&headers)
+        };
+        assert!(takes(&["gzip"]));
+        assert!(takes(&["br;q=1.0, GZIP;q=0.5"]));
+        assert!(takes(&["identity", "gzip"]));
+        assert!(takes(&["*"]));
+        assert!(!takes(&[]));
+        assert!(!takes(&["deflate, br"]));
+        assert!(!takes(&["gzip;q=0"]));
+        assert!(!takes(&["gzip; q=0.000"]));
+        assert!(!takes(&["x-gzip"]));
+        assert!(!takes(&["gzip;q=0, *"]));
+        assert!(takes(&["*;q=0, gzip"]));
     }
 }
