@@ -574,22 +574,30 @@ async fn budget(
 }
 
 async fn fetch(url: &str) -> anyhow::Result<String> {
-    // Plain HTTP/1.1 on loopback: no client library needed for one GET.
-    let address = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    Ok(body)
+    use http_body_util::BodyExt;
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    // Scraped as Prometheus scrapes, gzip accepted: both operators compress
+    // then, and the memory a scrape takes is the memory a user's scrape takes.
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let request = http::Request::get(url)
+        .header(http::header::ACCEPT_ENCODING, "gzip")
+        .body(http_body_util::Empty::new())?;
+    let response = client.request(request).await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let gzipped = response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|coding| coding == "gzip");
+    let body = response.into_body().collect().await?.to_bytes();
+    if !gzipped {
+        return Ok(String::from_utf8(body.to_vec())?);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)?;
+    Ok(text)
 }
