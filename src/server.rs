@@ -14,6 +14,7 @@ use std::{
 
 use axum::{
     Router,
+    body::Body,
     extract::{Request, State},
     http::{HeaderMap, StatusCode, header},
     middleware::{self, Next},
@@ -27,7 +28,7 @@ use hyper_util::{
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    metrics::Metrics,
+    metrics::{Metrics, RenderError},
     metrics_auth::{Decision, MetricsAuthorizer},
 };
 
@@ -116,36 +117,43 @@ async fn require_reader(
 /// The text exposition format, gzipped when the scraper takes it (Prometheus
 /// always does): compressed while encoded, the full text is never in memory.
 async fn metrics(State(probes): State<Probes>, headers: HeaderMap) -> Response {
-    const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-    if accepts_gzip(&headers) {
-        return match probes.metrics.render_gzip() {
-            Ok(body) => (
-                StatusCode::OK,
+    let rendered = if accepts_gzip(&headers) {
+        probes
+            .metrics
+            .render_gzip()
+            .map(|body| (Body::from(body), Some("gzip")))
+    } else {
+        probes
+            .metrics
+            .render()
+            .map(|text| (Body::from(text), None))
+            .map_err(RenderError::Encode)
+    };
+    match rendered {
+        Ok((body, encoding)) => {
+            let mut response = (
                 [
-                    (header::CONTENT_TYPE, TEXT),
-                    (header::CONTENT_ENCODING, "gzip"),
+                    (
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    ),
                     (header::VARY, "accept-encoding"),
                 ],
                 body,
             )
-                .into_response(),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot render /metrics");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                .into_response();
+            if let Some(encoding) = encoding {
+                response.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static(encoding),
+                );
             }
-        };
-    }
-    match probes.metrics.render() {
-        Ok(text) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, TEXT),
-                (header::VARY, "accept-encoding"),
-            ],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            response
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot render /metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
@@ -278,7 +286,7 @@ async fn serve_tls(
 mod tests {
     use std::io::Read;
 
-    use axum::body::{Body, to_bytes};
+    use axum::body::to_bytes;
     use flate2::read::GzDecoder;
     use tower::ServiceExt;
 
