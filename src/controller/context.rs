@@ -169,6 +169,17 @@ impl Context {
         seen.iter().any(|n| n != namespace)
     }
 
+    /// Every watched scope's first list is in: figures computed from the
+    /// cache while it filled (passes start with the first page) are
+    /// computed again at the next pass.
+    pub fn cache_complete(&self) {
+        *self
+            .namespaces_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        self.demands.forget();
+    }
+
     /// A Secret now holds another credential: the demands are behind.
     pub fn demand_changed(&self) {
         self.demands.changed();

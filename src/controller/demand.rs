@@ -68,6 +68,14 @@ impl CredentialDemands {
         self.lock().changes += 1;
     }
 
+    /// Drops the table: the next lookup walks the cache again (a walk under
+    /// way now counts as behind, so it is not kept for long either).
+    pub fn forget(&self) {
+        let mut table = self.lock();
+        table.computed = None;
+        table.changes += 1;
+    }
+
     /// The demand on `id`, from the table, or from a new `walk` over every
     /// cached policy that adds each one's interval to its credential's demand.
     pub fn get(
@@ -174,6 +182,22 @@ mod tests {
         // A credential the table lacks is looked for once the refresh time is up.
         let found = demands.get(b, CAPACITY, walker(&[(a, 10), (b, 10)], &walks));
         assert_eq!((found.policies, walks.get()), (1, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_table_walked_while_the_cache_filled_is_walked_again_once_it_is_whole() {
+        let a = Credentials::api_token("a").id();
+        let demands = CredentialDemands::default();
+        let walks = Cell::new(0);
+        let partial = demands.get(a, CAPACITY, walker(&[(a, 10)], &walks));
+        assert_eq!(partial.policies, 1);
+        demands.forget();
+        let whole = demands.get(a, CAPACITY, walker(&[(a, 10), (a, 10)], &walks));
+        assert_eq!(
+            (whole.policies, walks.get()),
+            (2, 2),
+            "walked again at once, not after the refresh time"
+        );
     }
 
     #[tokio::test(start_paused = true)]

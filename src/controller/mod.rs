@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod fair_share;
 mod finalize;
+mod first_list;
 mod inputs;
 mod pause;
 mod publisher;

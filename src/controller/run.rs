@@ -31,6 +31,7 @@ use super::{
     cached::{relevant_change, slim},
     context::Context,
     finalize::release_claim,
+    first_list,
     reconciler::{error_policy, reconcile},
     secret_index::SecretIndex,
 };
@@ -102,9 +103,13 @@ pub async fn run<S, G, R>(
     // of several waiters, and the controller itself is one.)
     let unsynced = Arc::new(AtomicUsize::new(scopes.len()));
     let on_ready = Arc::new(Mutex::new(Some(options.on_ready)));
+    let synced_ctx = ctx.clone();
     let synced = move || {
         if unsynced.fetch_sub(1, Ordering::AcqRel) == 1 {
             info!("caches synced");
+            // Passes ran while the lists came; what they read of the whole
+            // cache (namespaces, demands) saw part of it.
+            synced_ctx.cache_complete();
             if let Some(ready) = on_ready.lock().ok().and_then(|mut r| r.take()) {
                 ready();
             }
@@ -130,14 +135,23 @@ pub async fn run<S, G, R>(
         let watch_ctx = ctx.clone();
         let synced = synced.clone();
         let first_list_seen = AtomicBool::new(false);
-        let policies = watcher(api, config.clone())
+        let listed = watcher(api, config.clone())
             .default_backoff()
             // Only what the reconcile reads is cached (managedFields alone are most of an object).
             .modify(slim)
+            .inspect(move |event| {
+                if matches!(event, Ok(watcher::Event::InitDone))
+                    && !first_list_seen.swap(true, Ordering::AcqRel)
+                {
+                    synced()
+                }
+            });
+        // Passes start as the first list's pages come, not after its last one.
+        let policies = first_list::incremental(listed)
             .reflect(writer)
-            .inspect(move |event| match event {
+            .inspect(move |event| {
                 // Deleted policies leave no per-policy series behind.
-                Ok(watcher::Event::Delete(policy)) => {
+                if let Ok(watcher::Event::Delete(policy)) = event {
                     let namespace = policy.namespace().unwrap_or_default();
                     metrics.forget_policy(&namespace, &policy.name_any());
                     watch_ctx.own_writes.forget(policy);
@@ -149,10 +163,6 @@ pub async fn run<S, G, R>(
                         });
                     }
                 }
-                Ok(watcher::Event::InitDone) if !first_list_seen.swap(true, Ordering::AcqRel) => {
-                    synced()
-                }
-                _ => {}
             })
             .applied_objects()
             .predicate_filter(relevant_change, Default::default())
