@@ -133,6 +133,27 @@ impl OwnWrites {
         false
     }
 
+    /// The watch delivered `policy`: once the cache is past every version
+    /// our last pass on it replaced, that record is not needed any more
+    /// (otherwise it would stay until the policy's next pass, a drift check
+    /// later: one per policy at rest).
+    pub fn seen(&self, policy: &AccessKeyPolicy) {
+        let Some(uid) = policy.metadata.uid.as_deref() else {
+            return;
+        };
+        let mut replaced = self.lock();
+        let behind = replaced.get(uid).map(|versions| {
+            policy
+                .metadata
+                .resource_version
+                .as_ref()
+                .is_some_and(|version| versions.contains(version))
+        });
+        if behind == Some(false) {
+            replaced.remove(uid);
+        }
+    }
+
     /// Forgets a deleted policy.
     pub fn forget(&self, policy: &AccessKeyPolicy) {
         if let Some(uid) = policy.uid() {
@@ -247,6 +268,26 @@ mod tests {
         // A deleted policy is forgotten.
         writes.forget(&at("7"));
         assert_eq!(writes.len(), 0);
+    }
+
+    #[test]
+    fn a_record_is_dropped_once_the_watch_delivers_a_later_version() {
+        let at = |rv: &str| policy(json!({"name": "p", "uid": "u-1", "resourceVersion": rv}));
+        let writes = OwnWrites::default();
+        writes.seen(&at("5"));
+        writes.wrote(&at("5"), vec!["5".into(), "6".into()]);
+        writes.seen(&at("6"));
+        assert_eq!(writes.len(), 1, "the finalizer patch only: still behind");
+        assert!(writes.cache_is_behind(&at("6")));
+        writes.seen(&at("7"));
+        assert_eq!(writes.len(), 0, "the last write arrived");
+        assert!(!writes.cache_is_behind(&at("7")));
+        // Another policy's events leave the record alone.
+        writes.wrote(&at("7"), vec!["7".into()]);
+        writes.seen(&policy(
+            json!({"name": "q", "uid": "u-2", "resourceVersion": "8"}),
+        ));
+        assert!(writes.cache_is_behind(&at("7")));
     }
 
     #[test]
