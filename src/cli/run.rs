@@ -383,22 +383,24 @@ impl RunArgs {
                 .unwrap_or(&self.leader_election_namespace),
             self.account_claim_duration.as_duration(),
         );
-        let controllers = controller::run(client.clone(), options, |policies| Context {
-            client,
-            cloudflare,
-            policies,
-            events,
-            settings,
-            metrics: metrics.clone(),
-            leader,
-            demands: Default::default(),
-            own_writes: Default::default(),
-            memory: Default::default(),
-            secret_index: Arc::new(controller::SecretIndex::new(self.watch_secrets)),
-            claims,
-            fair_share,
-            namespaces_cache: Default::default(),
-        });
+        let controllers =
+            controller::run(client.clone(), options, |policies, drift_checks| Context {
+                client,
+                cloudflare,
+                policies,
+                events,
+                settings,
+                metrics: metrics.clone(),
+                leader,
+                demands: Default::default(),
+                own_writes: Default::default(),
+                memory: Default::default(),
+                secret_index: Arc::new(controller::SecretIndex::new(self.watch_secrets)),
+                claims,
+                fair_share,
+                namespaces_cache: Default::default(),
+                drift_checks,
+            });
         tokio::pin!(controllers);
         tokio::select! {
             () = &mut controllers => {}

@@ -2,9 +2,12 @@
 //! policy deserve a reconcile, and when the cache is behind our own writes.
 
 use std::{
-    collections::{BTreeMap, HashMap, hash_map::DefaultHasher},
-    hash::{Hash, Hasher},
-    sync::{Mutex, PoisonError},
+    collections::{
+        BTreeMap, HashMap,
+        hash_map::{DefaultHasher, RandomState},
+    },
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use kube::{
@@ -72,6 +75,54 @@ pub fn relevant_change(policy: &AccessKeyPolicy) -> Option<u64> {
         .combine(predicates::finalizers)
         .combine(rotate_request_or_deletion)
         .hash_property(policy)
+}
+
+/// Which policies the watch delivers deserve a pass: the first sighting of
+/// each, then only a [`relevant_change`]. kube's `predicate_filter` does the
+/// same but keys its memory by copies of each policy's namespace, name and
+/// uid (2.2 MB at 10,000 policies, docs/benchmarks.md); this one keys it by a
+/// hash of them, with a key chosen at random per process, so nobody can pick
+/// names that share another policy's entry (which could hide its changes).
+#[derive(Debug, Default)]
+pub struct ChangeFilter {
+    keys: RandomState,
+    /// The last relevant-change hash of each policy, by key.
+    seen: HashMap<u64, u64>,
+}
+
+impl ChangeFilter {
+    fn key(&self, policy: &AccessKeyPolicy) -> u64 {
+        let meta = &policy.metadata;
+        self.keys.hash_one((&meta.namespace, &meta.name, &meta.uid))
+    }
+
+    /// Whether `policy`, just delivered, deserves a pass.
+    pub fn changed(&mut self, policy: &AccessKeyPolicy) -> bool {
+        let Some(value) = relevant_change(policy) else {
+            return true;
+        };
+        let key = self.key(policy);
+        self.seen.insert(key, value) != Some(value)
+    }
+
+    /// Forgets a deleted policy.
+    pub fn forget(&mut self, policy: &AccessKeyPolicy) {
+        let key = self.key(policy);
+        self.seen.remove(&key);
+    }
+
+    /// After a relist: forgets the policies that are no longer cached (a
+    /// relist drops policies deleted while the watch was down without a
+    /// delete event).
+    pub fn keep_only(&mut self, cached: &[Arc<AccessKeyPolicy>]) {
+        let keep: std::collections::HashSet<u64> = cached.iter().map(|p| self.key(p)).collect();
+        self.seen.retain(|key, _| keep.contains(key));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.len()
+    }
 }
 
 /// The rotate annotations and whether the policy is being deleted.
@@ -288,6 +339,29 @@ mod tests {
             json!({"name": "q", "uid": "u-2", "resourceVersion": "8"}),
         ));
         assert!(writes.cache_is_behind(&at("7")));
+    }
+
+    #[test]
+    fn the_filter_passes_each_policy_once_then_only_its_relevant_changes() {
+        let at = |uid: &str, rv: &str, generation: i64| {
+            policy(json!({"name": "p", "namespace": "team", "uid": uid,
+                "resourceVersion": rv, "generation": generation}))
+        };
+        let mut filter = ChangeFilter::default();
+        assert!(filter.changed(&at("u-1", "1", 1)), "first sighting");
+        assert!(!filter.changed(&at("u-1", "2", 1)), "a status write");
+        assert!(filter.changed(&at("u-1", "3", 2)), "a spec change");
+        let other = policy(json!({"name": "q", "namespace": "team", "uid": "u-9",
+            "resourceVersion": "4", "generation": 2}));
+        assert!(filter.changed(&other), "another policy, same generation");
+        // Deleted and made again under the same name: a new uid.
+        assert!(filter.changed(&at("u-2", "5", 2)));
+        filter.forget(&at("u-1", "3", 2));
+        assert!(filter.changed(&at("u-1", "3", 2)), "forgotten when deleted");
+        // A relist that no longer lists q and u-1 drops them.
+        filter.keep_only(&[Arc::new(at("u-2", "5", 2))]);
+        assert_eq!(filter.len(), 1);
+        assert!(!filter.changed(&at("u-2", "6", 2)));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{
     cached::OwnWrites,
     claims::AccountClaims,
     demand::{CredentialDemands, DEMAND_TTL},
+    drift_checks::DriftChecks,
     fair_share::FairShare,
     secret_index::SecretIndex,
 };
@@ -77,6 +78,8 @@ pub struct Context {
     pub fair_share: Option<Arc<FairShare>>,
     /// The namespaces of the cached policies (at most two), recently computed.
     pub namespaces_cache: Mutex<Option<(Instant, Vec<String>)>>,
+    /// When each policy's next drift check is due.
+    pub drift_checks: DriftChecks,
 }
 
 /// How many policies are remembered; beyond that the least recently seen is

@@ -5,6 +5,7 @@ mod cached;
 mod claims;
 mod context;
 mod demand;
+mod drift_checks;
 mod error;
 mod events;
 mod fair_share;
@@ -20,6 +21,7 @@ mod status_writer;
 
 pub use claims::{AccountClaims, ClaimError, lease_name as claim_lease_name};
 pub use context::{Context, ControllerSettings, PolicyMemory, Remembered};
+pub use drift_checks::DriftChecks;
 pub use events::EventReason;
 pub use fair_share::FairShare;
 pub use publisher::EventPublisher;

@@ -153,10 +153,19 @@ async fn reconcile_policy(
     }
     let reason = record_metrics(ctx, &namespace, policy, &decision.status);
     publish_events(ctx, policy, decision.events).await;
+    let name = policy.name_any();
     let action = match decision.requeue {
-        Requeue::Check(interval) => Action::requeue(jittered(interval)),
+        // The next check waits in the operator's own timers (`drift_checks`).
+        Requeue::Check(interval) => {
+            ctx.drift_checks
+                .check_after(&namespace, &name, jittered(interval));
+            Action::await_change()
+        }
         Requeue::After(wait) => Action::requeue(wait),
-        Requeue::AwaitChange => Action::await_change(),
+        Requeue::AwaitChange => {
+            ctx.drift_checks.cancel(&namespace, &name);
+            Action::await_change()
+        }
     };
     Ok((action, reason))
 }

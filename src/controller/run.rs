@@ -28,8 +28,9 @@ use kube::{
 use tracing::{info, warn};
 
 use super::{
-    cached::{relevant_change, slim},
+    cached::{ChangeFilter, slim},
     context::Context,
+    drift_checks::DriftChecks,
     finalize::release_claim,
     first_list,
     reconciler::{error_policy, reconcile},
@@ -68,7 +69,7 @@ pub struct RunOptions<S, G, R> {
 pub async fn run<S, G, R>(
     client: kube::Client,
     options: RunOptions<S, G, R>,
-    make_context: impl FnOnce(Vec<Store<AccessKeyPolicy>>) -> Context,
+    make_context: impl FnOnce(Vec<Store<AccessKeyPolicy>>, DriftChecks) -> Context,
 ) where
     S: Future<Output = ()> + Send + Sync + Clone + 'static,
     G: Stream<Item = ()> + Send + 'static,
@@ -90,13 +91,15 @@ pub async fn run<S, G, R>(
     }
     let (make_context_stores, mut per_scope) = (Vec::new(), Vec::new());
     let mut stores = make_context_stores;
+    let mut drift_checks = DriftChecks::default();
     for scope in &scopes {
         let api: Api<AccessKeyPolicy> = scoped_api(&client, scope);
         let (reader, writer) = reflector::store();
         stores.push(reader.clone());
-        per_scope.push((scope.clone(), reader, api, writer));
+        let due = drift_checks.add_scope(scope.clone());
+        per_scope.push((scope.clone(), reader, api, writer, due));
     }
-    let ctx = Arc::new(make_context(stores.clone()));
+    let ctx = Arc::new(make_context(stores.clone(), drift_checks));
 
     // Readiness: every scope's policy watch has delivered its first full list.
     // (Counted from the watch events: `Store::wait_until_ready` wakes only one
@@ -129,116 +132,138 @@ pub async fn run<S, G, R>(
         async {}
     }));
 
-    let controllers = per_scope.into_iter().map(|(scope, reader, api, writer)| {
-        let metrics = ctx.metrics.clone();
-        let (queue_metrics, secret_metrics) = (ctx.metrics.clone(), ctx.metrics.clone());
-        let watch_ctx = ctx.clone();
-        let synced = synced.clone();
-        let first_list_seen = AtomicBool::new(false);
-        let listed = watcher(api, config.clone())
-            .default_backoff()
-            // Only what the reconcile reads is cached (managedFields alone are most of an object).
-            .modify(slim)
-            .inspect(move |event| {
-                if matches!(event, Ok(watcher::Event::InitDone))
-                    && !first_list_seen.swap(true, Ordering::AcqRel)
-                {
-                    synced()
-                }
-            });
-        // Passes start as the first list's pages come, not after its last one.
-        let policies = first_list::incremental(listed)
-            .reflect(writer)
-            .inspect(move |event| match event {
-                Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
-                    watch_ctx.own_writes.seen(policy);
-                }
-                // Deleted policies leave no per-policy series behind.
-                Ok(watcher::Event::Delete(policy)) => {
-                    let namespace = policy.namespace().unwrap_or_default();
-                    metrics.forget_policy(&namespace, &policy.name_any());
-                    watch_ctx.own_writes.forget(policy);
-                    if watch_ctx.is_leader() {
-                        // Gone (without a finalizer to run): free its account claim.
-                        let (ctx, policy) = (watch_ctx.clone(), policy.clone());
-                        tokio::spawn(async move {
-                            release_claim(&ctx, &policy, &namespace).await;
-                        });
+    let controllers = per_scope
+        .into_iter()
+        .map(|(scope, reader, api, writer, due)| {
+            let metrics = ctx.metrics.clone();
+            let (queue_metrics, secret_metrics) = (ctx.metrics.clone(), ctx.metrics.clone());
+            let watch_ctx = ctx.clone();
+            let synced = synced.clone();
+            let first_list_seen = AtomicBool::new(false);
+            let listed = watcher(api, config.clone())
+                .default_backoff()
+                // Only what the reconcile reads is cached (managedFields alone are most of an object).
+                .modify(slim)
+                .inspect(move |event| {
+                    if matches!(event, Ok(watcher::Event::InitDone))
+                        && !first_list_seen.swap(true, Ordering::AcqRel)
+                    {
+                        synced()
                     }
-                }
-                _ => {}
-            })
-            .applied_objects()
-            .predicate_filter(relevant_change, Default::default())
-            .inspect_ok(move |policy| {
-                // What passes the filter triggers a pass.
-                queue_metrics.queued(&policy.namespace().unwrap_or_default(), &policy.name_any());
-            });
-        let secret_events = if options.watch_secrets {
-            secret_changes(scoped_api(&client, &scope), ctx.secret_index.clone())
-        } else {
-            futures::stream::empty().boxed()
-        };
-        let lookup = reader.clone();
-        let became_leader = futures::stream::unfold(gained_tx.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(()) => return Some(((), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
+                });
+            // Passes start as the first list's pages come, not after its last one.
+            let policies = first_list::incremental(listed)
+                .reflect(writer)
+                .inspect(move |event| match event {
+                    Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
+                        watch_ctx.own_writes.seen(policy);
+                    }
+                    // Deleted policies leave no per-policy series behind.
+                    Ok(watcher::Event::Delete(policy)) => {
+                        let namespace = policy.namespace().unwrap_or_default();
+                        metrics.forget_policy(&namespace, &policy.name_any());
+                        watch_ctx.own_writes.forget(policy);
+                        watch_ctx
+                            .drift_checks
+                            .cancel(&namespace, &policy.name_any());
+                        if watch_ctx.is_leader() {
+                            // Gone (without a finalizer to run): free its account claim.
+                            let (ctx, policy) = (watch_ctx.clone(), policy.clone());
+                            tokio::spawn(async move {
+                                release_claim(&ctx, &policy, &namespace).await;
+                            });
+                        }
+                    }
+                    _ => {}
+                })
+                // What deserves a pass triggers one, by reference (see `by_name`).
+                .filter_map({
+                    let mut changes = ChangeFilter::default();
+                    let cached = reader.clone();
+                    move |event| {
+                        futures::future::ready(match event {
+                            Ok(
+                                watcher::Event::Apply(policy) | watcher::Event::InitApply(policy),
+                            ) if changes.changed(&policy) => {
+                                let namespace = policy.namespace().unwrap_or_default();
+                                queue_metrics.queued(&namespace, &policy.name_any());
+                                Some(by_name(&policy))
+                            }
+                            Ok(watcher::Event::Delete(policy)) => {
+                                changes.forget(&policy);
+                                None
+                            }
+                            Ok(watcher::Event::InitDone) => {
+                                changes.keep_only(&cached.state());
+                                None
+                            }
+                            Ok(_) => None,
+                            Err(err) => {
+                                warn!(error = %err, "policy watch error");
+                                None
+                            }
+                        })
+                    }
+                });
+            let secret_events = if options.watch_secrets {
+                secret_changes(scoped_api(&client, &scope), ctx.secret_index.clone())
+            } else {
+                futures::stream::empty().boxed()
+            };
+            let lookup = reader.clone();
+            let became_leader =
+                futures::stream::unfold(gained_tx.subscribe(), |mut rx| async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(()) => return Some(((), rx)),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        }
+                    }
+                });
+            let ctx = ctx.clone();
+            let shutdown = options.shutdown.clone();
+            let concurrency = options.concurrency;
+            async move {
+                info!(
+                    scope = scope.as_deref().unwrap_or("all namespaces"),
+                    "watching AccessKeyPolicies"
+                );
+                let no_objects =
+                    futures::stream::empty::<Result<AccessKeyPolicy, watcher::Error>>();
+                Controller::for_stream(no_objects, reader)
+                    .reconcile_on(policies)
+                    .reconcile_on(due)
+                    .with_config(ControllerConfig::default().concurrency(concurrency))
+                    .watches_stream(secret_events, move |secret| {
+                        // Policies in the Secret's namespace that reference it by name.
+                        let namespace = secret.namespace();
+                        let name = secret.name_any();
+                        // Filtered under the store's lock: an unrelated Secret copies nothing.
+                        lookup
+                            .state_filter(|p| {
+                                p.metadata.namespace == namespace
+                                    && p.spec.credentials_ref.name == name
+                            })
+                            .iter()
+                            .map(|p| {
+                                secret_metrics
+                                    .queued(&p.namespace().unwrap_or_default(), &p.name_any());
+                                by_name(p)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .reconcile_all_on(became_leader)
+                    .graceful_shutdown_on(shutdown)
+                    .run(reconcile, error_policy, ctx)
+                    .for_each(|result| async move {
+                        if let Err(err) = result {
+                            warn!(error = %err, "controller error");
+                        }
+                    })
+                    .await;
             }
         });
-        let ctx = ctx.clone();
-        let shutdown = options.shutdown.clone();
-        let concurrency = options.concurrency;
-        async move {
-            info!(
-                scope = scope.as_deref().unwrap_or("all namespaces"),
-                "watching AccessKeyPolicies"
-            );
-            // Policies trigger passes by reference, built by name (see `by_name`).
-            let triggers = policies.filter_map(|policy| {
-                futures::future::ready(match policy {
-                    Ok(policy) => Some(by_name(&policy)),
-                    Err(err) => {
-                        warn!(error = %err, "policy watch error");
-                        None
-                    }
-                })
-            });
-            let no_objects = futures::stream::empty::<Result<AccessKeyPolicy, watcher::Error>>();
-            Controller::for_stream(no_objects, reader)
-                .reconcile_on(triggers)
-                .with_config(ControllerConfig::default().concurrency(concurrency))
-                .watches_stream(secret_events, move |secret| {
-                    // Policies in the Secret's namespace that reference it by name.
-                    let namespace = secret.namespace();
-                    let name = secret.name_any();
-                    // Filtered under the store's lock: an unrelated Secret copies nothing.
-                    lookup
-                        .state_filter(|p| {
-                            p.metadata.namespace == namespace && p.spec.credentials_ref.name == name
-                        })
-                        .iter()
-                        .map(|p| {
-                            secret_metrics
-                                .queued(&p.namespace().unwrap_or_default(), &p.name_any());
-                            by_name(p)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .reconcile_all_on(became_leader)
-                .graceful_shutdown_on(shutdown)
-                .run(reconcile, error_policy, ctx)
-                .for_each(|result| async move {
-                    if let Err(err) = result {
-                        warn!(error = %err, "controller error");
-                    }
-                })
-                .await;
-        }
-    });
     join_all(controllers).await;
 }
 
