@@ -294,11 +294,11 @@ impl PassDecision {
                 window_start,
                 baseline,
             } => {
-                self.status.pending_rotation = Some(PendingRotation {
+                self.status.pending_rotation = Some(Box::new(PendingRotation {
                     request: window_request(window_start),
                     baseline_key_rotation_at: baseline,
                     window_start: Some(window_start),
-                });
+                }));
                 self.writes.push_back(AccountWrite::PendingStatus);
                 self.writes.push_back(AccountWrite::PostRotate);
             }
@@ -341,11 +341,11 @@ impl PassDecision {
             }
             RotationStep::Begin { request, baseline } => {
                 // Recorded before the POST, so a crash after it cannot lead to a second one.
-                self.status.pending_rotation = Some(PendingRotation {
+                self.status.pending_rotation = Some(Box::new(PendingRotation {
                     request,
                     baseline_key_rotation_at: baseline,
                     window_start: None,
-                });
+                }));
                 self.writes.push_back(AccountWrite::PendingStatus);
                 self.writes.push_back(AccountWrite::PostRotate);
             }
@@ -516,7 +516,7 @@ pub fn pass(
                 .iter()
                 .find(|c| c.type_ == ConditionType::RotationWindow.as_str())
                 .map(|c| (c.reason.clone(), c.message.clone())),
-            window: spec.rotation_window.clone(),
+            window: spec.rotation_window.as_deref().cloned(),
             cooldown: effective_cooldown(spec, input.min_rotation_cooldown),
         },
         account: None,

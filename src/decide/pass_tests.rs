@@ -497,11 +497,11 @@ fn an_open_window_rotates_through_the_exactly_once_writes() {
 #[test]
 fn a_request_waiting_behind_a_window_rotation_comes_back_at_once() {
     let mut case = window_case();
-    case.written.pending_rotation = Some(PendingRotation {
+    case.written.pending_rotation = Some(Box::new(PendingRotation {
         request: "window/2026-12-02T10:00:00Z".into(),
         baseline_key_rotation_at: Some(ts("2026-11-04T09:00:00Z")),
         window_start: Some(ts("2026-12-02T10:00:00Z")),
-    });
+    }));
     case.request = Some(RotateRequest {
         value: "r1".into(),
         force: true,

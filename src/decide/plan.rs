@@ -60,7 +60,7 @@ pub fn plan_account(
     // The interval the account has once this pass's writes are made.
     let interval_days = update_interval.or(account.key_rotation_interval_days);
     let window = window_plan(
-        spec.rotation_window.as_ref(),
+        spec.rotation_window.as_deref(),
         cooldown,
         AccountSchedule {
             last_rotation: account.last_key_rotation_at,

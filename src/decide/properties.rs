@@ -101,10 +101,12 @@ fn status() -> impl Strategy<Value = AccessKeyPolicyStatus> {
     )
         .prop_map(|(handled, pending, original, last)| AccessKeyPolicyStatus {
             last_handled_rotate_request: handled,
-            pending_rotation: pending.map(|(request, baseline_key_rotation_at)| PendingRotation {
-                request,
-                baseline_key_rotation_at,
-                window_start: None,
+            pending_rotation: pending.map(|(request, baseline_key_rotation_at)| {
+                Box::new(PendingRotation {
+                    request,
+                    baseline_key_rotation_at,
+                    window_start: None,
+                })
             }),
             original_key_rotation_interval_days: original,
             last_key_rotation_at: last,

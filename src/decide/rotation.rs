@@ -263,11 +263,11 @@ mod tests {
 
     fn pending(value: &str, baseline: Option<&str>) -> AccessKeyPolicyStatus {
         AccessKeyPolicyStatus {
-            pending_rotation: Some(PendingRotation {
+            pending_rotation: Some(Box::new(PendingRotation {
                 request: value.into(),
                 baseline_key_rotation_at: baseline.map(ts),
                 window_start: None,
-            }),
+            })),
             ..Default::default()
         }
     }

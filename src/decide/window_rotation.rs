@@ -108,11 +108,11 @@ mod tests {
 
     fn pending_window() -> AccessKeyPolicyStatus {
         AccessKeyPolicyStatus {
-            pending_rotation: Some(PendingRotation {
+            pending_rotation: Some(Box::new(PendingRotation {
                 request: window_request(ts("2027-01-05T02:00:00Z")),
                 baseline_key_rotation_at: Some(ts("2027-01-01T00:00:00Z")),
                 window_start: Some(ts("2027-01-05T02:00:00Z")),
-            }),
+            })),
             ..Default::default()
         }
     }

@@ -138,7 +138,7 @@ pub fn render(policy: &AccessKeyPolicy, events: &Events, now: Timestamp) -> Stri
         "Rotation window",
         &spec
             .rotation_window
-            .as_ref()
+            .as_deref()
             .map_or_else(|| "<none>".to_owned(), window_text),
     );
 
@@ -258,7 +258,7 @@ pub fn render(policy: &AccessKeyPolicy, events: &Events, now: Timestamp) -> Stri
         out.line(1, "Interval before adoption", &format!("{days}d"));
     }
 
-    rotation_plan(&mut out, spec.rotation_window.as_ref(), &status, now);
+    rotation_plan(&mut out, spec.rotation_window.as_deref(), &status, now);
 
     out.heading("Events");
     match events {
