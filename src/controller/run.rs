@@ -135,8 +135,7 @@ pub async fn run<S, G, R>(
     let controllers = per_scope
         .into_iter()
         .map(|(scope, reader, api, writer, due)| {
-            let metrics = ctx.metrics.clone();
-            let (queue_metrics, secret_metrics) = (ctx.metrics.clone(), ctx.metrics.clone());
+            let secret_metrics = ctx.metrics.clone();
             let watch_ctx = ctx.clone();
             let synced = synced.clone();
             let first_list_seen = AtomicBool::new(false);
@@ -154,55 +153,17 @@ pub async fn run<S, G, R>(
             // Passes start as the first list's pages come, not after its last one.
             let policies = first_list::incremental(listed)
                 .reflect(writer)
-                .inspect(move |event| match event {
-                    Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
-                        watch_ctx.own_writes.seen(policy);
-                    }
-                    // Deleted policies leave no per-policy series behind.
-                    Ok(watcher::Event::Delete(policy)) => {
-                        let namespace = policy.namespace().unwrap_or_default();
-                        metrics.forget_policy(&namespace, &policy.name_any());
-                        watch_ctx.own_writes.forget(policy);
-                        watch_ctx
-                            .drift_checks
-                            .cancel(&namespace, &policy.name_any());
-                        if watch_ctx.is_leader() {
-                            // Gone (without a finalizer to run): free its account claim.
-                            let (ctx, policy) = (watch_ctx.clone(), policy.clone());
-                            tokio::spawn(async move {
-                                release_claim(&ctx, &policy, &namespace).await;
-                            });
-                        }
-                    }
-                    _ => {}
-                })
                 // What deserves a pass triggers one, by reference (see `by_name`).
                 .filter_map({
                     let mut changes = ChangeFilter::default();
                     let cached = reader.clone();
                     move |event| {
-                        futures::future::ready(match event {
-                            Ok(
-                                watcher::Event::Apply(policy) | watcher::Event::InitApply(policy),
-                            ) if changes.changed(&policy) => {
-                                let namespace = policy.namespace().unwrap_or_default();
-                                queue_metrics.queued(&namespace, &policy.name_any());
-                                Some(by_name(&policy))
-                            }
-                            Ok(watcher::Event::Delete(policy)) => {
-                                changes.forget(&policy);
-                                None
-                            }
-                            Ok(watcher::Event::InitDone) => {
-                                changes.keep_only(&cached.state());
-                                None
-                            }
-                            Ok(_) => None,
-                            Err(err) => {
-                                warn!(error = %err, "policy watch error");
-                                None
-                            }
-                        })
+                        futures::future::ready(policy_event(
+                            &watch_ctx,
+                            &mut changes,
+                            &cached,
+                            event,
+                        ))
                     }
                 });
             let secret_events = if options.watch_secrets {
@@ -265,6 +226,53 @@ pub async fn run<S, G, R>(
             }
         });
     join_all(controllers).await;
+}
+
+/// One event of a scope's policy watch, after the cache took it: the
+/// bookkeeping it asks for, and the pass it triggers, if any.
+fn policy_event(
+    ctx: &Arc<Context>,
+    changes: &mut ChangeFilter,
+    cached: &Store<AccessKeyPolicy>,
+    event: Result<watcher::Event<AccessKeyPolicy>, watcher::Error>,
+) -> Option<ObjectRef<AccessKeyPolicy>> {
+    match event {
+        Ok(watcher::Event::Apply(policy) | watcher::Event::InitApply(policy)) => {
+            ctx.own_writes.seen(&policy);
+            if !changes.changed(&policy) {
+                return None;
+            }
+            let namespace = policy.namespace().unwrap_or_default();
+            ctx.metrics.queued(&namespace, &policy.name_any());
+            Some(by_name(&policy))
+        }
+        // A deleted policy leaves no per-policy series, record or timer behind.
+        Ok(watcher::Event::Delete(policy)) => {
+            let (namespace, name) = (policy.namespace().unwrap_or_default(), policy.name_any());
+            ctx.metrics.forget_policy(&namespace, &name);
+            ctx.own_writes.forget(&policy);
+            ctx.drift_checks.cancel(&namespace, &name);
+            changes.forget(&policy);
+            if ctx.is_leader() {
+                // Gone (without a finalizer to run): free its account claim.
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    release_claim(&ctx, &policy, &namespace).await;
+                });
+            }
+            None
+        }
+        // A relist ended: policies deleted meanwhile left the cache silently.
+        Ok(watcher::Event::InitDone) => {
+            changes.keep_only(&cached.state());
+            None
+        }
+        Ok(watcher::Event::Init) => None,
+        Err(err) => {
+            warn!(error = %err, "policy watch error");
+            None
+        }
+    }
 }
 
 /// A policy's reference by namespace and name only. kube's scheduler keeps
